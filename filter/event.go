@@ -1,0 +1,50 @@
+// Package filter turns Fluent Bit records into audit events, re-evaluates
+// them against an audit policy, marks critical workloads, enriches them,
+// runs detections, and encodes the document that the sinks ship.
+//
+// A record travels: DecodeChunk (msgpack) → DecodeAudit (JSON → Event) →
+// Pipeline.Process (policy, critical, enrich, detect) → AppendDocument.
+package filter
+
+import (
+	"time"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// Event is one audit event on its way through the pipeline: the
+// apiserver's own audit.k8s.io/v1 Event plus what kaudit adds to it.
+type Event struct {
+	auditv1.Event
+
+	// Kaudit is the enrichment object shipped under the "kaudit" key.
+	Kaudit Meta
+
+	// Tag is the Fluent Bit tag of the chunk the record came in.
+	Tag string
+	// RecordTime is the Fluent Bit record timestamp.
+	RecordTime time.Time
+}
+
+// ID is the stable document id of the event: auditID and stage, so a
+// re-sent event maps to the same id across retries and restarts. Events
+// without an auditID have no id.
+func (e *Event) ID() string {
+	if e.AuditID == "" {
+		return ""
+	}
+	return string(e.AuditID) + "-" + string(e.Stage)
+}
+
+// Timestamp is the event's @timestamp: when the apiserver received the
+// request, falling back to the stage time and then the record time.
+func (e *Event) Timestamp() time.Time {
+	switch {
+	case !e.RequestReceivedTimestamp.IsZero():
+		return e.RequestReceivedTimestamp.Time
+	case !e.StageTimestamp.IsZero():
+		return e.StageTimestamp.Time
+	default:
+		return e.RecordTime
+	}
+}

@@ -1,0 +1,110 @@
+package filter
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Options configure a Pipeline. The plugin fills them from its [OUTPUT]
+// properties, the CLI from its flags.
+type Options struct {
+	// RecordKey is the record field holding the raw audit JSON ("log").
+	RecordKey string
+
+	PolicyFile     string
+	CriticalFile   string
+	DetectionsFile string
+
+	TrustedNetworks []netip.Prefix
+	Cluster         string
+	Node            string
+	SlowThreshold   time.Duration
+
+	OnlyCritical bool
+	AlertsOnly   bool
+
+	RedactSecrets      bool
+	MaxEventBytes      int
+	LabelCacheSize     int
+	CorrelationMaxKeys int
+	EmitAlertRecords   bool
+
+	// Now is the clock (tests use a fake one); nil means time.Now.
+	Now func() time.Time
+}
+
+// OptionError is an option the pipeline cannot work with; Key is the
+// plugin property it came from.
+type OptionError struct {
+	Key   string
+	Value string
+	Err   error
+}
+
+func (e *OptionError) Error() string { return fmt.Sprintf("%s %q: %v", e.Key, e.Value, e.Err) }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Drop is why an event is not shipped; "" means it is kept.
+type Drop string
+
+// Drop reasons, as counted in the statistics.
+const (
+	Keep          Drop = ""
+	DropPolicy    Drop = "policy_none"
+	DropOmitStage Drop = "omit_stage"
+	DropNotCrit   Drop = "not_critical"
+	DropNoAlert   Drop = "no_alert"
+)
+
+// Stage is one step of the pipeline.
+type Stage interface {
+	// Process examines and may change ev; a non-empty Drop stops it.
+	Process(ev *Event) Drop
+}
+
+// Emitter is a stage that can produce synthetic records of its own
+// (correlation alerts); the pipeline collects them after each event.
+type Emitter interface {
+	Emitted() []*Event
+}
+
+// Pipeline runs the stages in order: policy, redaction, enrichment,
+// critical workloads, detections, then the only_critical/alerts_only
+// gates.
+type Pipeline struct {
+	opts   Options
+	stages []Stage
+}
+
+// NewPipeline loads the files the options name and builds the stages.
+func NewPipeline(opts Options) (*Pipeline, error) {
+	if opts.RecordKey == "" {
+		opts.RecordKey = "log"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &Pipeline{opts: opts}
+	return p, nil
+}
+
+// Options returns the options the pipeline was built with.
+func (p *Pipeline) Options() Options { return p.opts }
+
+// Process runs ev through every stage; it returns why ev is dropped, or
+// Keep. Synthetic records produced on the way are passed to emit.
+func (p *Pipeline) Process(ev *Event, emit func(*Event)) Drop {
+	for _, s := range p.stages {
+		d := s.Process(ev)
+		if e, ok := s.(Emitter); ok && emit != nil {
+			for _, x := range e.Emitted() {
+				emit(x)
+			}
+		}
+		if d != Keep {
+			return d
+		}
+	}
+	return Keep
+}
