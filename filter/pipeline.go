@@ -86,7 +86,45 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		opts.Now = time.Now
 	}
 	p := &Pipeline{opts: opts}
+	// Each constructor returns nil when its stage has nothing to do.
+	for _, build := range []func(*Options) (Stage, error){
+		newPolicyStage,   // policy.go: re-evaluate level, drop None/omitStages, strip bodies
+		newRedactStage,   // redact.go: Secret data, tokens, max_event_bytes
+		newEnrichStage,   // enrich.go: actor, action, object, outcome, latency, source, user agent
+		newCriticalStage, // critical.go: critical workloads, expected actors, windows, label cache
+		newDetectStage,   // detect.go: single-event rules and windowed correlation
+		newGateStage,     // only_critical / alerts_only
+	} {
+		st, err := build(&p.opts)
+		if err != nil {
+			return nil, err
+		}
+		if st != nil {
+			p.stages = append(p.stages, st)
+		}
+	}
 	return p, nil
+}
+
+// gateStage ships only what only_critical / alerts_only ask for.
+type gateStage struct{ onlyCritical, alertsOnly bool }
+
+func newGateStage(o *Options) (Stage, error) {
+	if !o.OnlyCritical && !o.AlertsOnly {
+		return nil, nil
+	}
+	return gateStage{o.OnlyCritical, o.AlertsOnly}, nil
+}
+
+func (g gateStage) Process(ev *Event) Drop {
+	crit := len(ev.Kaudit.Critical) > 0
+	if g.onlyCritical && !crit {
+		return DropNotCrit
+	}
+	if g.alertsOnly && !crit && len(ev.Kaudit.Alerts) == 0 {
+		return DropNoAlert
+	}
+	return Keep
 }
 
 // Options returns the options the pipeline was built with.
