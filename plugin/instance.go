@@ -17,6 +17,8 @@ import (
 	"github.com/kaudit/kaudit/plugin/sink"
 
 	// The sinks register themselves.
+	_ "github.com/kaudit/kaudit/plugin/sink/elasticsearch"
+	_ "github.com/kaudit/kaudit/plugin/sink/loki"
 	_ "github.com/kaudit/kaudit/plugin/sink/stdout"
 )
 
