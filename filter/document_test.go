@@ -1,0 +1,66 @@
+package filter
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+func decodeOne(t *testing.T, js string) *Event {
+	t.Helper()
+	var out *Event
+	require.NoError(t, DecodeAudit([]byte(js), func(a *auditv1.Event) { out = &Event{Event: *a} }))
+	return out
+}
+
+// The shipped document must keep every audit field as the apiserver's own
+// type encodes it: decode our bytes with encoding/json into auditv1.Event
+// and compare with the original.
+func TestAppendEventRoundTripsThroughTheApiserverType(t *testing.T) {
+	js := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"a-1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/db/secrets/s?x=1","verb":"create","user":{"username":"system:serviceaccount:db:op","uid":"u1","groups":["system:serviceaccounts","system:authenticated"],"extra":{"authentication.kubernetes.io/pod-name":["op-1"],"a\"b":["x\ny"]}},"impersonatedUser":{"username":"bob","groups":["g"]},"sourceIPs":["10.0.0.1","2001:db8::1"],"userAgent":"kubectl/v1.31.0 (linux/amd64) kubernetes/abc","objectRef":{"resource":"secrets","namespace":"db","name":"s","apiVersion":"v1","subresource":"status"},"responseStatus":{"metadata":{},"status":"Failure","message":"nope \u003c","reason":"Forbidden","code":403},"requestObject":{"kind":"Secret","data":{"k":"dmFsdWU="}},"responseObject":{"kind":"Status"},"requestReceivedTimestamp":"2024-07-02T17:01:26.365713Z","stageTimestamp":"2024-07-02T17:01:26.370651Z","annotations":{"z":"1","authorization.k8s.io/decision":"forbid"}}`
+	ev := decodeOne(t, js)
+	ev.Kaudit.Actor = Actor{Type: "serviceaccount", Name: "bob", ServiceAccountNS: "db", ServiceAccount: "op", ImpersonatedBy: "system:serviceaccount:db:op"}
+	ev.Kaudit.Critical = []CriticalMatch{{Name: "databases", Severity: "high", Reason: "actor not expected"}}
+	ev.Kaudit.Alerts = []Alert{{Rule: "r", Severity: "low", Description: "d", Techniques: []string{"T1552"}}}
+	out := AppendEvent(nil, ev)
+	require.True(t, json.Valid(out), "%s", out)
+
+	var want, got auditv1.Event
+	require.NoError(t, json.Unmarshal([]byte(js), &want))
+	require.NoError(t, json.Unmarshal(out, &got))
+	assert.Equal(t, want, got)
+
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(out, &doc))
+	assert.Equal(t, "2024-07-02T17:01:26.365713Z", doc["@timestamp"])
+	k := doc["kaudit"].(map[string]any)
+	assert.Equal(t, "serviceaccount", k["actor"].(map[string]any)["type"])
+	assert.Equal(t, true, k["critical_workload"])
+	assert.Equal(t, "databases", k["critical"].([]any)[0].(map[string]any)["name"])
+	assert.Equal(t, "T1552", k["alerts"].([]any)[0].(map[string]any)["techniques"].([]any)[0])
+
+	// Deterministic: the same event always gives the same bytes.
+	for i := 0; i < 20; i++ {
+		assert.Equal(t, string(out), string(AppendEvent(nil, ev)))
+	}
+	assert.Equal(t, "a-1-ResponseComplete", ev.ID())
+}
+
+func TestAppendStringEscapesAndRepairs(t *testing.T) {
+	cases := map[string]string{
+		"plain":          `"plain"`,
+		"q\"b\\":         `"q\"b\\"`,
+		"\n\r\t\x01":     `"\n\r\t\u0001"`,
+		"bad\xffutf8":    `"bad\ufffdutf8"`,
+		"ünïcode ✓":      `"ünïcode ✓"`,
+		"line\u2028sep": `"line\u2028sep"`,
+	}
+	for in, want := range cases {
+		got := AppendString(nil, in)
+		assert.Equal(t, want, string(got), "%q", in)
+		assert.True(t, json.Valid(got))
+	}
+}
