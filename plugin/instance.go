@@ -85,6 +85,19 @@ func NewWithLogger(p *config.Props, cfg *config.Config, log *flblog.Logger) (*In
 	if err != nil {
 		return nil, err
 	}
+	return newInstance(p, cfg, log, pl, s), nil
+}
+
+// NewWithSink builds an instance that delivers to s (tests, the CLI).
+func NewWithSink(p *config.Props, cfg *config.Config, log *flblog.Logger, s sink.Sink) (*Instance, error) {
+	pl, err := filter.NewPipeline(cfg.Filter)
+	if err != nil {
+		return nil, err
+	}
+	return newInstance(p, cfg, log, pl, s), nil
+}
+
+func newInstance(p *config.Props, cfg *config.Config, log *flblog.Logger, pl *filter.Pipeline, s sink.Sink) *Instance {
 	in := &Instance{Name: p.Instance, Config: cfg, Log: log, pipeline: pl, sink: s, stop: make(chan struct{})}
 	if cfg.StatsInterval > 0 {
 		in.wg.Add(1)
@@ -92,7 +105,7 @@ func NewWithLogger(p *config.Props, cfg *config.Config, log *flblog.Logger) (*In
 	}
 	log.Infof("initialised: output=%s record_key=%s policy_file=%q critical_workloads_file=%q",
 		cfg.Output, cfg.Filter.RecordKey, cfg.Filter.PolicyFile, cfg.Filter.CriticalFile)
-	return in, nil
+	return in
 }
 
 func (in *Instance) statsLoop(every time.Duration) {
