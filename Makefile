@@ -14,7 +14,7 @@ FUZZTIME ?= 10s
 
 VICTORIALOGS_BIN := .cache/bin/victoria-logs
 
-.PHONY: all build plugin cli host run test test-unit test-e2e fuzz bench bench-e2e lint clean opensearch victorialogs servers
+.PHONY: all build plugin cli host run test test-unit test-e2e fuzz bench bench-e2e lint clean opensearch opensearch-run victorialogs servers
 
 all: build
 
@@ -66,8 +66,18 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-opensearch: ## the OpenSearch test node (Maven), cached under test/opensearch/target
-	mvn -B -q -f test/opensearch/pom.xml package -DskipTests
+OPENSEARCH_DIR   := test/opensearch
+OPENSEARCH_STAMP := $(OPENSEARCH_DIR)/target/.kaudit-build-stamp
+
+opensearch: $(OPENSEARCH_STAMP) ## the OpenSearch test node (Maven jars), cached under test/opensearch/target
+$(OPENSEARCH_STAMP): $(OPENSEARCH_DIR)/pom.xml $(shell find $(OPENSEARCH_DIR)/src -type f 2>/dev/null)
+	rm -rf $(OPENSEARCH_DIR)/target/lib
+	mvn -B -q -f $(OPENSEARCH_DIR)/pom.xml package
+	touch $@
+
+opensearch-run: opensearch ## a node on :9200 for trying things by hand (Ctrl-C stops it)
+	java -Xms512m -Xmx1g -cp '$(OPENSEARCH_DIR)/target/classes:$(OPENSEARCH_DIR)/target/lib/*' \
+	  io.kaudit.opensearch.Launcher --home "$$(mktemp -d)" --port 9200 --delete-home-on-exit --ignore-stdin
 
 victorialogs: ## build .cache/bin/victoria-logs from test/tools unless its stamp is current
 	@stamp="$$(cd test/tools && cat go.mod go.sum | sha256sum | cut -d' ' -f1) $$(cd test/tools && GOWORK=off go env GOVERSION)"; \
