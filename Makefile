@@ -36,12 +36,11 @@ $(HOST): test/host/flbhost.c
 # that drives the .so exactly as Fluent Bit's Go proxy does.
 run: $(PLUGIN) $(HOST)
 	@if [ -n "$(FLUENT_BIT)" ]; then \
-		echo "running $(FLUENT_BIT) with conf/fluent-bit.conf" >&2; \
-		KAUDIT_SAMPLE=$(CURDIR)/$(SAMPLE) KAUDIT_PLUGIN=$(CURDIR)/$(PLUGIN) KAUDIT_CONF=$(CURDIR)/conf \
-			$(FLUENT_BIT) -c conf/fluent-bit-run.conf; \
+		echo "running $(FLUENT_BIT) -c conf/fluent-bit.conf" >&2; \
+		$(FLUENT_BIT) -c conf/fluent-bit.conf; \
 	else \
-		echo "no fluent-bit on PATH: running the C host ($(HOST)) with conf/run.props" >&2; \
-		KAUDIT_CONF=$(CURDIR)/conf ./$(HOST) -p ./$(PLUGIN) -i conf/run.props tail 0 kube.audit $(SAMPLE) 500; \
+		echo "no fluent-bit on PATH: running the C host ($(HOST)) with conf/kaudit-output.conf" >&2; \
+		./$(HOST) -q -p ./$(PLUGIN) -i conf/kaudit-output.conf tail 0 kube.audit $(SAMPLE) 500; \
 	fi
 
 test: ## every test; KAUDIT_E2E=required turns missing servers into failures
