@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kaudit/kaudit/test/hosttest"
+)
+
+// jsonLines returns the JSON object lines of out (other lines are the
+// host's or Fluent Bit's own).
+func jsonLines(t *testing.T, out []byte) []map[string]any {
+	t.Helper()
+	var docs []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(line, &m), "%s", line)
+		docs = append(docs, m)
+	}
+	return docs
+}
+
+// runSampleThroughHost runs conf/kaudit-output.conf over the sample log
+// through the C host, as `make run` does without Fluent Bit.
+func runSampleThroughHost(t *testing.T) (hosttest.Result, []map[string]any) {
+	t.Helper()
+	p := hosttest.Build(t)
+	res := hosttest.RunWith(t, hosttest.RunOptions{Dir: hosttest.RepoRoot(t)},
+		"-q", "-p", p.Plugin, "-i", "conf/kaudit-output.conf", "tail", "0", "kube.audit", "test/testdata/audit.log", "500")
+	require.Equal(t, 0, res.ExitCode, res.Dump())
+	return res, jsonLines(t, []byte(res.Stdout))
+}
+
+// With FLUENT_BIT naming a real fluent-bit binary, conf/fluent-bit.conf
+// runs unchanged and ships exactly what the C host ships for the same
+// output section: the host is faithful to Fluent Bit, and the shipped
+// configuration works.
+func TestRealFluentBitRunsTheShippedConfiguration(t *testing.T) {
+	fb := os.Getenv("FLUENT_BIT")
+	if fb == "" {
+		t.Skip("FLUENT_BIT does not name a fluent-bit binary")
+	}
+	p := hosttest.Build(t)
+	root := hosttest.RepoRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, fb, "-c", "conf/fluent-bit.conf")
+	cmd.Dir = root
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "fluent-bit: %s", stderr.String())
+	_ = p
+	fbDocs := jsonLines(t, stdout.Bytes())
+
+	_, hostDocs := runSampleThroughHost(t)
+	require.NotEmpty(t, hostDocs)
+	require.Equal(t, len(hostDocs), len(fbDocs), "fluent-bit stderr:\n%s", stderr.String())
+	// Same events in the same order; only the node-independent content is compared.
+	for i := range hostDocs {
+		assert.Equal(t, hostDocs[i]["auditID"], fbDocs[i]["auditID"])
+		assert.Equal(t, hostDocs[i]["stage"], fbDocs[i]["stage"])
+		assert.Equal(t, hostDocs[i]["kaudit"], fbDocs[i]["kaudit"])
+	}
+	assert.Contains(t, stderr.String(), "[output:kaudit:kaudit.0] exit:")
+	assert.False(t, strings.Contains(stderr.String(), "panic"), stderr.String())
+}
