@@ -162,6 +162,9 @@ func AppendMeta(b []byte, m *Meta) []byte {
 	a := openObject(o.b)
 	a.str("type", m.Actor.Type)
 	a.str("name", m.Actor.Name)
+	if len(m.Actor.Groups) > 0 {
+		a.strings("groups", m.Actor.Groups)
+	}
 	if m.Actor.ServiceAccount != "" {
 		a.key("serviceaccount")
 		sa := openObject(a.b)
