@@ -80,3 +80,28 @@ func TestRealFluentBitRunsTheShippedConfiguration(t *testing.T) {
 	assert.Contains(t, stderr.String(), "[output:kaudit:kaudit.0] exit:")
 	assert.False(t, strings.Contains(stderr.String(), "panic"), stderr.String())
 }
+
+// The sample log through conf/kaudit-output.conf (conf/audit-policy.yaml +
+// conf/critical-workloads.yaml) across the .so boundary: the exact counts
+// the filter package's TestPipelineSampleLog checks against an
+// independent evaluation with the apiserver's own policy evaluator.
+func TestHostSampleLogThroughPolicyAndSelectors(t *testing.T) {
+	res, docs := runSampleThroughHost(t)
+	assert.Contains(t, res.Stderr, "records=2000 events=2000 malformed=0 dropped={omit_stage=252 policy_none=662} shipped=1086")
+	require.Len(t, docs, 1086)
+	stripped, critical := 0, 0
+	for _, d := range docs {
+		k := d["kaudit"].(map[string]any)
+		if k["policy"].(map[string]any)["stripped"] == true {
+			stripped++
+		}
+		if k["critical_workload"] == true {
+			critical++
+		}
+		assert.NotEqual(t, "None", d["level"])
+	}
+	assert.Equal(t, 94, stripped)
+	assert.Equal(t, 59, critical)
+	assert.NotContains(t, res.Stdout, "kaudit-test-secret-value")
+	assert.NotContains(t, res.Stdout, "a2F1ZGl0LXRlc3Qtc2VjcmV0LXZhbHVl")
+}
