@@ -118,7 +118,7 @@ func TestDecodeChunkMalformedRecordsDoNotStopTheChunk(t *testing.T) {
 	b = v2(b, 2, "log", `{"kind":"Event", "auditID": 12`) // truncated JSON
 	b = v2(b, 3, "log", `not json at all`)
 	b = v2(b, 4, "log", `{"hello":"world"}`) // JSON, not an audit event
-	b = v2(b, 5, "other", sampleEvent)        // parsed map without audit fields
+	b = v2(b, 5, "other", sampleEvent)       // parsed map without audit fields
 	// a log field that is not a string
 	b = msgp.AppendArrayHeader(b, 2)
 	b = msgp.AppendInt64(b, 6)

@@ -26,11 +26,10 @@ type detectStage struct {
 	hasCorr  bool
 	roles    *detRoleTracker
 
-	mu      sync.Mutex // guards the correlation state and pending
-	table   *corrTable
-	recent  *detRecentSet
-	fired   *detFiredSet
-	pending []*Event
+	mu     sync.Mutex // guards the correlation state
+	table  *corrTable
+	recent *detRecentSet
+	fired  *detFiredSet
 
 	stats detectCounters
 }
@@ -176,22 +175,6 @@ func (st *detectStage) Process(ev *Event) Drop {
 		putDetCtx(ctx)
 	}
 	return Keep
-}
-
-// Emitted implements Emitter: the alert records of correlations that
-// fired since the last call.
-func (st *detectStage) Emitted() []*Event {
-	if !st.hasCorr {
-		return nil
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if len(st.pending) == 0 {
-		return nil
-	}
-	out := st.pending
-	st.pending = nil
-	return out
 }
 
 // Stats returns the stage's counters.

@@ -60,7 +60,7 @@ func BenchmarkDetect(b *testing.B) {
 			ev.StageTimestamp.Time = ts
 			ev.Kaudit.Alerts = ev.Kaudit.Alerts[:0]
 			st.Process(ev)
-			st.Emitted()
+			ev.TakeEmitted()
 		}
 		b.StopTimer()
 		s := st.Stats()

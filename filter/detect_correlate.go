@@ -406,7 +406,9 @@ func (st *detectStage) correlate(ev *Event, ctx *detCtx, hits []detCorrHit) {
 			st.stats.duplicates.Add(1)
 			if f := st.fired.m[hid]; f != nil {
 				ev.Kaudit.Alerts = append(ev.Kaudit.Alerts, f.alerts...)
-				st.pending = append(st.pending, f.records...)
+				for _, x := range f.records {
+					ev.Emit(x)
+				}
 			}
 			return
 		}
@@ -435,7 +437,7 @@ func (st *detectStage) correlate(ev *Event, ctx *detCtx, hits []detCorrHit) {
 		if st.emit {
 			x := st.alertRecord(ev, r, k.key, a, f, ts)
 			rec.records = append(rec.records, x)
-			st.pending = append(st.pending, x)
+			ev.Emit(x)
 		}
 	}
 	if rec != nil && id != "" {

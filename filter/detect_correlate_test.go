@@ -24,7 +24,7 @@ func dxFeed(t testing.TB, st *detectStage, evs ...*Event) (fired []string, emitt
 				fired = append(fired, a.Rule+":"+a.Severity)
 			}
 		}
-		emitted = append(emitted, st.Emitted()...)
+		emitted = append(emitted, ev.TakeEmitted()...)
 	}
 	return fired, emitted
 }
@@ -351,7 +351,7 @@ func TestDetectCorrelationSoak(t *testing.T) {
 			ev.User.Username = fmt.Sprintf("system:serviceaccount:ns%d:sa", i/32)
 		}
 		st.Process(ev)
-		st.Emitted()
+		ev.TakeEmitted()
 		i++
 		if at%(2*time.Hour) == 0 {
 			runtime.GC()

@@ -416,7 +416,7 @@ func TestDetectConcurrent(t *testing.T) {
 			defer func() { done <- struct{}{} }()
 			for _, ev := range evs[g] {
 				st.Process(ev)
-				st.Emitted()
+				ev.TakeEmitted()
 			}
 		}()
 	}

@@ -51,11 +51,11 @@ func TestAppendEventRoundTripsThroughTheApiserverType(t *testing.T) {
 
 func TestAppendStringEscapesAndRepairs(t *testing.T) {
 	cases := map[string]string{
-		"plain":          `"plain"`,
-		"q\"b\\":         `"q\"b\\"`,
-		"\n\r\t\x01":     `"\n\r\t\u0001"`,
-		"bad\xffutf8":    `"bad\ufffdutf8"`,
-		"ünïcode ✓":      `"ünïcode ✓"`,
+		"plain":         `"plain"`,
+		"q\"b\\":        `"q\"b\\"`,
+		"\n\r\t\x01":    `"\n\r\t\u0001"`,
+		"bad\xffutf8":   `"bad\ufffdutf8"`,
+		"ünïcode ✓":     `"ünïcode ✓"`,
 		"line\u2028sep": `"line\u2028sep"`,
 	}
 	for in, want := range cases {

@@ -24,6 +24,20 @@ type Event struct {
 	Tag string
 	// RecordTime is the Fluent Bit record timestamp.
 	RecordTime time.Time
+
+	// emitted are synthetic records a stage produced while processing
+	// this event (correlation alerts); they ship in the same flush.
+	emitted []*Event
+}
+
+// Emit attaches a synthetic record to the event that caused it.
+func (e *Event) Emit(x *Event) { e.emitted = append(e.emitted, x) }
+
+// TakeEmitted returns and clears the synthetic records attached to e.
+func (e *Event) TakeEmitted() []*Event {
+	out := e.emitted
+	e.emitted = nil
+	return out
 }
 
 // ID is the stable document id of the event: auditID and stage, so a

@@ -63,12 +63,6 @@ type Stage interface {
 	Process(ev *Event) Drop
 }
 
-// Emitter is a stage that can produce synthetic records of its own
-// (correlation alerts); the pipeline collects them after each event.
-type Emitter interface {
-	Emitted() []*Event
-}
-
 // Pipeline runs the stages in order: policy, redaction, enrichment,
 // critical workloads, detections, then the only_critical/alerts_only
 // gates.
@@ -131,18 +125,19 @@ func (g gateStage) Process(ev *Event) Drop {
 func (p *Pipeline) Options() Options { return p.opts }
 
 // Process runs ev through every stage; it returns why ev is dropped, or
-// Keep. Synthetic records produced on the way are passed to emit.
+// Keep. Synthetic records a stage attached to ev (Event.Emit) are passed
+// to emit, whether ev itself is kept or not.
 func (p *Pipeline) Process(ev *Event, emit func(*Event)) Drop {
+	d := Keep
 	for _, s := range p.stages {
-		d := s.Process(ev)
-		if e, ok := s.(Emitter); ok && emit != nil {
-			for _, x := range e.Emitted() {
-				emit(x)
-			}
-		}
-		if d != Keep {
-			return d
+		if d = s.Process(ev); d != Keep {
+			break
 		}
 	}
-	return Keep
+	for _, x := range ev.TakeEmitted() {
+		if emit != nil {
+			emit(x)
+		}
+	}
+	return d
 }
