@@ -37,6 +37,8 @@ type Instance struct {
 	Stats    Stats
 	pipeline *filter.Pipeline
 	sink     sink.Sink
+	chain    *manifester    // nil unless chain_key_file is set (manifest.go)
+	metrics  *metricsHandle // nil unless metrics_port is set (metrics.go)
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -80,12 +82,18 @@ func NewWithLogger(p *config.Props, cfg *config.Config, log *flblog.Logger) (*In
 	if !ok {
 		return nil, &config.Error{Instance: p.Instance, Key: "output", Value: cfg.Output, Allowed: "this build has no such sink"}
 	}
+	ch, err := openChain(p, cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	env := sink.Env{Instance: p.Instance, Log: log, Cluster: cfg.Filter.Cluster, Node: cfg.Filter.Node}
 	s, err := factory(p, env)
 	if err != nil {
 		return nil, err
 	}
-	return newInstance(p, cfg, log, pl, s), nil
+	in := newInstance(p, cfg, log, pl, s)
+	in.chain = ch.withSink(p, cfg, s)
+	return in, nil
 }
 
 // NewWithSink builds an instance that delivers to s (tests, the CLI).
@@ -94,7 +102,13 @@ func NewWithSink(p *config.Props, cfg *config.Config, log *flblog.Logger, s sink
 	if err != nil {
 		return nil, err
 	}
-	return newInstance(p, cfg, log, pl, s), nil
+	ch, err := openChain(p, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	in := newInstance(p, cfg, log, pl, s)
+	in.chain = ch.withSink(p, cfg, s)
+	return in, nil
 }
 
 func newInstance(p *config.Props, cfg *config.Config, log *flblog.Logger, pl *filter.Pipeline, s sink.Sink) *Instance {
@@ -102,6 +116,13 @@ func newInstance(p *config.Props, cfg *config.Config, log *flblog.Logger, pl *fi
 	if cfg.StatsInterval > 0 {
 		in.wg.Add(1)
 		go in.statsLoop(cfg.StatsInterval)
+	}
+	if cfg.MetricsPort > 0 {
+		m, err := startMetrics(in, cfg.MetricsPort)
+		if err != nil {
+			log.Errorf("metrics not served, running on without them: %v", err)
+		}
+		in.metrics = m
 	}
 	log.Infof("initialised: output=%s record_key=%s policy_file=%q critical_workloads_file=%q",
 		cfg.Output, cfg.Filter.RecordKey, cfg.Filter.PolicyFile, cfg.Filter.CriticalFile)
@@ -129,6 +150,11 @@ const maxMalformedLogged = 3
 // never panics: a panic is logged with its stack and becomes FLB_RETRY.
 func (in *Instance) Flush(data []byte, tag string) (ret int) {
 	defer func() {
+		if ret == FlbOK {
+			in.Stats.LastOK.Store(time.Now().UnixNano())
+		}
+	}()
+	defer func() {
 		if r := recover(); r != nil {
 			in.Log.Errorf("panic in flush of tag %q (chunk retried): %v\n%s", tag, r, debug.Stack())
 			in.Stats.Retried.Add(1)
@@ -148,6 +174,7 @@ func (in *Instance) Flush(data []byte, tag string) (ret int) {
 			in.Stats.drop(d, 1)
 			return
 		}
+		in.Stats.event(ev)
 		items = append(items, sink.Item{Doc: filter.NewDocument(ev, nil)})
 	}
 	res, err := filter.DecodeChunk(data, tag, in.Config.Filter.RecordKey, keep, func(m filter.Malformed) {
@@ -214,6 +241,13 @@ func (in *Instance) deliver(tag string, items []sink.Item) int {
 		in.Log.Warnf("tag %q: %d of %d documents not delivered, chunk retried: %s", tag, retry, len(items), reason)
 		return FlbRetry
 	}
+	if in.chain != nil {
+		if err := in.appendManifest(ctx, items); err != nil {
+			in.Stats.Retried.Add(1)
+			in.Log.Warnf("tag %q: %d documents delivered but their manifest was not, chunk retried: %v", tag, shipped, err)
+			return FlbRetry
+		}
+	}
 	return FlbOK
 }
 
@@ -225,6 +259,7 @@ func (in *Instance) Close() error {
 		close(in.stop)
 		in.wg.Wait()
 		err = in.sink.Close()
+		in.metrics.stop()
 		removeLive(in)
 		in.Log.Infof("exit: %s", &in.Stats)
 	})

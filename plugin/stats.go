@@ -21,9 +21,25 @@ type Stats struct {
 	Retried   atomic.Int64 // flushes returned as FLB_RETRY
 	Rejected  atomic.Int64 // documents the backend will never take
 	Errors    atomic.Int64 // flushes returned as FLB_ERROR
+	Truncated atomic.Int64 // events whose bodies were cut to max_event_bytes
+	Redacted  atomic.Int64 // events with credentials removed from their bodies
+
+	// LastOK is when a flush last returned FLB_OK (Unix nanoseconds, 0
+	// before the first): a stalled pipeline stops moving it.
+	LastOK atomic.Int64
 
 	mu      sync.Mutex
 	dropped map[filter.Drop]int64
+}
+
+// event counts what the redaction stage did to a kept event.
+func (s *Stats) event(ev *filter.Event) {
+	if len(ev.Kaudit.Truncated) > 0 {
+		s.Truncated.Add(1)
+	}
+	if len(ev.Kaudit.Redacted) > 0 {
+		s.Redacted.Add(1)
+	}
 }
 
 func (s *Stats) drop(d filter.Drop, n int64) {
@@ -65,7 +81,8 @@ func (s *Stats) String() string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, d[filter.Drop(k)]))
 	}
-	return fmt.Sprintf("flushes=%d records=%d events=%d malformed=%d dropped={%s} shipped=%d duplicate=%d rejected=%d retried_flushes=%d error_flushes=%d",
+	return fmt.Sprintf("flushes=%d records=%d events=%d malformed=%d dropped={%s} shipped=%d duplicate=%d rejected=%d retried_flushes=%d error_flushes=%d truncated=%d redacted=%d",
 		s.Flushes.Load(), s.Records.Load(), s.Events.Load(), s.Malformed.Load(), strings.Join(parts, " "),
-		s.Shipped.Load(), s.Duplicate.Load(), s.Rejected.Load(), s.Retried.Load(), s.Errors.Load())
+		s.Shipped.Load(), s.Duplicate.Load(), s.Rejected.Load(), s.Retried.Load(), s.Errors.Load(),
+		s.Truncated.Load(), s.Redacted.Load())
 }

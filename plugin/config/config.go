@@ -24,6 +24,11 @@ type Config struct {
 	FlushTimeout  time.Duration
 	StatsInterval time.Duration
 	MetricsPort   int
+
+	// ChainKeyFile (an Ed25519 private key) turns on signed manifests;
+	// StateDir keeps the chain state between restarts.
+	ChainKeyFile string
+	StateDir     string
 }
 
 // Outputs lists the allowed values of `output`.
@@ -98,6 +103,15 @@ func Parse(p *Props) (*Config, error) {
 	}
 	if c.MetricsPort, err = p.Int("metrics_port", 0, 0, 65535); err != nil {
 		return nil, err
+	}
+	if c.ChainKeyFile, err = p.File("chain_key_file"); err != nil {
+		return nil, err
+	}
+	if c.StateDir, err = p.Dir("state_dir"); err != nil {
+		return nil, err
+	}
+	if c.ChainKeyFile != "" && c.StateDir == "" {
+		return nil, p.errorf("state_dir", "", "a writable directory for the chain state (required with chain_key_file)")
 	}
 	return c, nil
 }

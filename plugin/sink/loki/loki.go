@@ -92,6 +92,9 @@ func NewSink(p *config.Props, env sink.Env) (*Sink, error) {
 	if len(cfg.HighCardinalityLabels) > 0 {
 		env.Log.Warnf("loki: labels %v are high-cardinality (one stream per value): Loki's index and memory grow with them; prefer structured_metadata", cfg.HighCardinalityLabels)
 	}
+	if cfg.TLS != nil && cfg.TLS.InsecureSkipVerify {
+		env.Log.Warnf("loki: tls_verify is off: the server's certificate is not checked, so anyone on the path can read and alter the audit events")
+	}
 	env.Log.Infof("loki: %s", cfg)
 	return s, nil
 }
