@@ -101,7 +101,32 @@ func TestHostSampleLogThroughPolicyAndSelectors(t *testing.T) {
 		assert.NotEqual(t, "None", d["level"])
 	}
 	assert.Equal(t, 94, stripped)
-	assert.Equal(t, 59, critical)
+	assert.Equal(t, 76, critical)
+
+	// The critical-workload scenario of the sample (test/testdata/README.md):
+	// the DBA's night-time exec is expected and in its window; bob's
+	// Metadata-level delete of mysql-0 carries no body, so its labels come
+	// from the label cache, and he is not an expected actor.
+	find := func(user, verb, name, sub string) map[string]any {
+		for _, d := range docs {
+			k := d["kaudit"].(map[string]any)
+			o := k["object"].(map[string]any)
+			if k["actor"].(map[string]any)["name"] == user && d["verb"] == verb && o["name"] == name && (o["subresource"] == nil && sub == "" || o["subresource"] == sub) {
+				if c, ok := k["critical"].([]any); ok && len(c) > 0 {
+					return c[0].(map[string]any)
+				}
+			}
+		}
+		t.Fatalf("no critical event for %s %s %s/%s", user, verb, name, sub)
+		return nil
+	}
+	dba := find("dba@example.com", "create", "postgres-0", "exec")
+	assert.Equal(t, map[string]any{"name": "databases", "severity": "high", "expected_actor": true, "in_window": true}, dba)
+	del := find("bob", "delete", "mysql-0", "")
+	assert.Equal(t, "databases", del["name"])
+	assert.Equal(t, "critical", del["severity"])
+	assert.Equal(t, false, del["expected_actor"])
+	assert.Contains(t, del["reason"], "actor not expected")
 	assert.NotContains(t, res.Stdout, "kaudit-test-secret-value")
 	assert.NotContains(t, res.Stdout, "a2F1ZGl0LXRlc3Qtc2VjcmV0LXZhbHVl")
 }
