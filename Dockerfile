@@ -7,7 +7,7 @@
 # the node's fluent-bit.conf and plugins.conf, the audit policy, critical
 # workloads and detections. The backend comes from the environment
 # (KAUDIT_OUTPUT, KAUDIT_URL, KAUDIT_USER, KAUDIT_PASSWORD, KAUDIT_CLUSTER,
-# KAUDIT_NODE, KAUDIT_TRUSTED_NETWORKS; see docs/deploy.md).
+# KAUDIT_NODE, KAUDIT_TRUSTED_NETWORKS; see the README, "Deploy").
 #
 # Go 1.22+ is required: older Go crashes on Fluent Bit's coroutine stacks
 # ("fatal: morestack on g0", fluent-bit-go#71).

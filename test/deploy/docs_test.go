@@ -13,10 +13,10 @@ import (
 var repoPath = regexp.MustCompile(`(?:^|[\s=@(` + "`" + `'"])((?:conf|docs|test)/[A-Za-z0-9_./-]+[A-Za-z0-9_/-])`)
 
 func TestDeployDocFilesExist(t *testing.T) {
-	doc := string(readFile(t, "docs/deploy.md"))
+	doc := string(readFile(t, "README.md"))
 	for _, section := range []string{"## Deploy", "## Dashboards and alerts", "## What one node cannot see"} {
 		if !strings.Contains(doc, section) {
-			t.Errorf("docs/deploy.md lacks the section %q", section)
+			t.Errorf("README.md lacks the section %q", section)
 		}
 	}
 	seen := map[string]bool{}
@@ -27,11 +27,11 @@ func TestDeployDocFilesExist(t *testing.T) {
 		}
 		seen[p] = true
 		if _, err := os.Stat(filepath.Join(root(t), p)); err != nil {
-			t.Errorf("docs/deploy.md names %s, which does not exist", p)
+			t.Errorf("README.md names %s, which does not exist", p)
 		}
 	}
 	if len(seen) < 20 {
-		t.Errorf("only %d paths found in docs/deploy.md", len(seen))
+		t.Errorf("only %d paths found in README.md", len(seen))
 	}
 	// Every manifest the Deploy section applies is one the tests decode,
 	// and every apply-able manifest is applied.
@@ -43,7 +43,7 @@ func TestDeployDocFilesExist(t *testing.T) {
 	for _, f := range deployDir {
 		rel, _ := filepath.Rel(root(t), f)
 		if !applied[rel] {
-			t.Errorf("docs/deploy.md never applies %s", rel)
+			t.Errorf("README.md never applies %s", rel)
 		}
 	}
 	for _, m := range regexp.MustCompile(`--patch-file (\S+)`).FindAllStringSubmatch(doc, -1) {
