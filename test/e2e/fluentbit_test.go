@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,4 +130,34 @@ func TestHostSampleLogThroughPolicyAndSelectors(t *testing.T) {
 	assert.Contains(t, del["reason"], "actor not expected")
 	assert.NotContains(t, res.Stdout, "kaudit-test-secret-value")
 	assert.NotContains(t, res.Stdout, "a2F1ZGl0LXRlc3Qtc2VjcmV0LXZhbHVl")
+}
+
+// Without a policy (and with redaction off) the shipped document is the
+// apiserver's event, field for field, plus @timestamp and kaudit: nothing
+// the apiserver wrote is lost or altered on the way through the .so.
+func TestHostShipsTheApiserverEventUnchanged(t *testing.T) {
+	p := hosttest.Build(t)
+	dir := t.TempDir()
+	props, out := stdoutProps(t, dir, "plain", hosttest.KV{Key: "Redact_Secrets", Value: "off"})
+	root := hosttest.RepoRoot(t)
+	log := filepath.Join(root, "test/testdata/audit.log")
+	res := hosttest.Run(t, "-q", "-p", p.Plugin, "-i", props, "tail", "0", "kube.audit", log, "500")
+	require.Equal(t, 0, res.ExitCode, res.Dump())
+	raw, err := os.ReadFile(log)
+	require.NoError(t, err)
+	var orig []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m))
+		orig = append(orig, m)
+	}
+	docs := readDocs(t, out)
+	require.Len(t, docs, len(orig))
+	for i := range docs {
+		require.Contains(t, docs[i], "kaudit")
+		require.Equal(t, docs[i]["requestReceivedTimestamp"], docs[i]["@timestamp"])
+		delete(docs[i], "kaudit")
+		delete(docs[i], "@timestamp")
+		require.Equal(t, orig[i], docs[i], "event %d (%v)", i, orig[i]["auditID"])
+	}
 }
