@@ -60,13 +60,37 @@ type eventOrList struct {
 type AuditError struct {
 	Reason  string
 	Excerpt string
+	// AuditID is the auditID found in the broken record, if any, so the
+	// log line names the event that was lost.
+	AuditID string
 }
 
 func (e *AuditError) Error() string {
-	if e.Excerpt == "" {
-		return e.Reason
+	msg := e.Reason
+	if e.AuditID != "" {
+		msg = "auditID " + e.AuditID + ": " + msg
 	}
-	return fmt.Sprintf("%s: %q", e.Reason, e.Excerpt)
+	if e.Excerpt == "" {
+		return msg
+	}
+	return fmt.Sprintf("%s: %q", msg, e.Excerpt)
+}
+
+var auditIDKey = []byte(`"auditID":"`)
+
+// sniffAuditID finds the auditID of a record that does not decode (a line
+// truncated by Fluent Bit, say), without trusting the rest of it.
+func sniffAuditID(data []byte) string {
+	i := bytes.Index(data, auditIDKey)
+	if i < 0 {
+		return ""
+	}
+	rest := data[i+len(auditIDKey):]
+	end := bytes.IndexByte(rest, '"')
+	if end <= 0 || end > 64 {
+		return ""
+	}
+	return string(rest[:end])
 }
 
 // Excerpt returns at most n bytes of b, for error messages.
@@ -91,7 +115,7 @@ func DecodeAudit(data []byte, fn func(*auditv1.Event)) error {
 	}
 	var v eventOrList
 	if err := auditJSON.Unmarshal(data, &v); err != nil {
-		return &AuditError{Reason: "invalid audit JSON: " + shortErr(err), Excerpt: Excerpt(data, excerptLen)}
+		return &AuditError{Reason: "invalid audit JSON: " + shortErr(err), Excerpt: Excerpt(data, excerptLen), AuditID: sniffAuditID(data)}
 	}
 	if v.Kind == "EventList" {
 		for i := range v.Items {

@@ -197,3 +197,12 @@ func TestParseTime(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+func TestMalformedRecordNamesItsAuditID(t *testing.T) {
+	truncated := sampleEvent[:len(sampleEvent)/2]
+	_, bad, _, err := decodeAll(t, v2(nil, 1, "log", truncated), "log")
+	require.NoError(t, err)
+	require.Len(t, bad, 1)
+	assert.Contains(t, bad[0].Err.Error(), "auditID 55ffceaa-b7c3-478e-98c6-e509cd2f0dd7: invalid audit JSON")
+	assert.Equal(t, "", sniffAuditID([]byte(`{"auditID":`)))
+}
