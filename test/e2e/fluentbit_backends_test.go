@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kaudit/kaudit/test/auditgen"
 	"github.com/kaudit/kaudit/test/hosttest"
 	"github.com/kaudit/kaudit/test/servers"
 )
@@ -92,4 +96,77 @@ func TestRealFluentBitIntoOpenSearchAndVictoriaLogs(t *testing.T) {
 	n, err := vl.WaitForCount(`{job="kaudit-fbreal"}`, 1086, 30*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, 1086, n, "fluent-bit log:\n%s", log)
+}
+
+// With FLUENT_BIT: the apiserver's webhook backend POSTs EventList bodies
+// to Fluent Bit's http input; kaudit ships each item.
+func TestRealFluentBitWebhookEventList(t *testing.T) {
+	fb := os.Getenv("FLUENT_BIT")
+	if fb == "" {
+		t.Skip("FLUENT_BIT does not name a fluent-bit binary")
+	}
+	p := hosttest.Build(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	out := filepath.Join(dir, "out.jsonl")
+	conf := filepath.Join(dir, "fluent-bit.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(`
+[SERVICE]
+    Flush 1
+    Grace 2
+[INPUT]
+    Name   http
+    Listen 127.0.0.1
+    Port   %d
+    Tag    kube.audit
+[OUTPUT]
+    Name           kaudit
+    Match          kube.audit
+    Output         stdout
+    Path           %s
+    Stats_Interval 0
+`, port, out)), 0o600))
+	cmd := exec.Command(fb, "-e", p.Plugin, "-c", conf)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	defer cmd.Process.Kill()
+
+	events := auditgen.GenerateEvents(auditgen.Options{Seed: 11, Events: 40, Profile: "metadata"})
+	url := fmt.Sprintf("http://127.0.0.1:%d/kube.audit", port)
+	var posted int
+	for deadline := time.Now().Add(30 * time.Second); posted == 0 && time.Now().Before(deadline); {
+		resp, err := http.Post(url, "application/json", bytes.NewReader(auditgen.EventList(events[:25]...)))
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		require.Equal(t, http.StatusCreated, resp.StatusCode)
+		posted = 25
+	}
+	require.Equal(t, 25, posted, "fluent-bit's http input never answered: %s", stderr.String())
+	resp, err := http.Post(url, "application/json", bytes.NewReader(auditgen.EventList(events[25:]...)))
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	var docs []map[string]any
+	for deadline := time.Now().Add(30 * time.Second); len(docs) < len(events) && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		docs = readDocs(t, out)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	cmd.Wait()
+	var want []string
+	for _, e := range events {
+		want = append(want, string(e.AuditID)+"/"+string(e.Stage))
+	}
+	assert.ElementsMatch(t, want, auditIDs(docs), "fluent-bit log:\n%s", stderr.String())
+	assert.Contains(t, stderr.String(), "records=2 events=40 malformed=0")
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
