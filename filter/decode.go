@@ -42,11 +42,22 @@ func DecodeChunk(data []byte, tag, recordKey string, fn func(*Event), bad func(M
 			bad(m)
 		}
 	}
+	fast := getFastDecoder()
+	defer putFastDecoder(fast)
 	n, err := ReadChunk(data, func(rec Record) {
 		js, err := BodyJSON(rec.Body, recordKey, scratch)
 		if err != nil {
 			report(Malformed{Tag: tag, Record: rec.Index, Err: err})
 			return
+		}
+		// The fast decoder takes the common Event shape; anything it
+		// declines is decoded (or rejected) by DecodeAudit.
+		if t := bytes.TrimSpace(js); len(t) > 0 && t[0] == '{' {
+			if ev, ok := fast.decode(t, tag, rec.Time); ok {
+				res.Events++
+				fn(ev)
+				return
+			}
 		}
 		err = DecodeAudit(js, func(a *auditv1.Event) {
 			res.Events++

@@ -28,6 +28,10 @@ type Event struct {
 	// emitted are synthetic records a stage produced while processing
 	// this event (correlation alerts); they ship in the same flush.
 	emitted []*Event
+
+	// id caches ID() when the fast decoder built it (sharing auditID's
+	// bytes); ID() checks it still matches AuditID and Stage.
+	id string
 }
 
 // Emit attaches a synthetic record to the event that caused it.
@@ -46,6 +50,9 @@ func (e *Event) TakeEmitted() []*Event {
 func (e *Event) ID() string {
 	if e.AuditID == "" {
 		return ""
+	}
+	if n := len(e.AuditID); len(e.id) == n+1+len(e.Stage) && e.id[:n] == string(e.AuditID) && e.id[n+1:] == string(e.Stage) {
+		return e.id
 	}
 	return string(e.AuditID) + "-" + string(e.Stage)
 }
