@@ -1,10 +1,12 @@
 package filter
 
 import (
-	"sort"
+	"slices"
+	"strconv"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
@@ -70,7 +72,7 @@ func AppendEvent(b []byte, ev *Event) []byte {
 	}
 	if ev.ResponseStatus != nil {
 		o.key("responseStatus")
-		o.b = appendMarshal(o.b, ev.ResponseStatus)
+		o.b = appendStatus(o.b, ev.ResponseStatus)
 	}
 	if ev.RequestObject != nil && len(ev.RequestObject.Raw) > 0 {
 		o.raw("requestObject", ev.RequestObject.Raw)
@@ -117,6 +119,19 @@ func appendMarshal(b []byte, v any) []byte {
 	return append(b, out...)
 }
 
+// appendStatus appends a Status as auditJSON.Marshal does; the common
+// status with only a code (what the apiserver records for every success)
+// without reflection.
+func appendStatus(b []byte, st *metav1.Status) []byte {
+	if st.TypeMeta == (metav1.TypeMeta{}) && st.ListMeta == (metav1.ListMeta{}) &&
+		st.Status == "" && st.Message == "" && st.Reason == "" && st.Details == nil && st.Code != 0 {
+		b = append(b, `{"metadata":{},"code":`...)
+		b = strconv.AppendInt(b, int64(st.Code), 10)
+		return append(b, '}')
+	}
+	return appendMarshal(b, st)
+}
+
 func appendUser(b []byte, u *authnv1.UserInfo) []byte {
 	o := openObject(b)
 	o.strOpt("username", u.Username)
@@ -125,11 +140,12 @@ func appendUser(b []byte, u *authnv1.UserInfo) []byte {
 		o.strings("groups", u.Groups)
 	}
 	if len(u.Extra) > 0 {
-		keys := make([]string, 0, len(u.Extra))
+		var arr [16]string
+		keys := arr[:0]
 		for k := range u.Extra {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		o.key("extra")
 		e := openObject(o.b)
 		for _, k := range keys {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
@@ -62,5 +63,28 @@ func TestAppendStringEscapesAndRepairs(t *testing.T) {
 		got := AppendString(nil, in)
 		assert.Equal(t, want, string(got), "%q", in)
 		assert.True(t, json.Valid(got))
+	}
+}
+
+// TestAppendStatusMatchesMarshal: the reflection-free encoding of a
+// code-only status is auditJSON's, and every other status still goes
+// through auditJSON.
+func TestAppendStatusMatchesMarshal(t *testing.T) {
+	rc := int64(3)
+	for _, st := range []*metav1.Status{
+		{Code: 200}, {Code: 0}, {Code: -1}, {Code: 101}, {Code: 2147483647},
+		{Code: 404, Status: "Failure", Message: "pods \"x\" not found \u2028<&>", Reason: "NotFound"},
+		{Code: 409, Details: &metav1.StatusDetails{Name: "x", Kind: "pods"}},
+		{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Code: 200},
+		{ListMeta: metav1.ListMeta{ResourceVersion: "1", RemainingItemCount: &rc}, Code: 200},
+		{ListMeta: metav1.ListMeta{ShardInfo: &metav1.ShardInfo{}}, Code: 200},
+	} {
+		want, err := auditJSON.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendStatus([]byte("x"), st); string(got) != "x"+string(want) {
+			t.Errorf("appendStatus(%+v) = %s, want %s", st, got[1:], want)
+		}
 	}
 }

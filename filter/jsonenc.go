@@ -1,7 +1,7 @@
 package filter
 
 import (
-	"sort"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -72,11 +72,12 @@ func AppendStrings(b []byte, ss []string) []byte {
 
 // AppendStringMap appends a JSON object with sorted keys.
 func AppendStringMap(b []byte, m map[string]string) []byte {
-	keys := make([]string, 0, len(m))
+	var arr [16]string // no allocation for the usual handful of annotations
+	keys := arr[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {

@@ -167,15 +167,19 @@ func (in *Instance) Flush(data []byte, tag string) (ret int) {
 	}
 	in.Stats.Flushes.Add(1)
 
-	var items []sink.Item
+	// Documents of one flush share a few large buffers (docArena) and
+	// items are sized from the chunk: a Metadata-level event is ~1 KB.
+	items := make([]sink.Item, 0, len(data)/768+8)
 	var malformed []filter.Malformed
+	docs := newDocArena(len(data))
+	emit := func(x *filter.Event) { items = append(items, sink.Item{Doc: docs.document(x)}) }
 	keep := func(ev *filter.Event) {
-		if d := in.pipeline.Process(ev, func(x *filter.Event) { items = append(items, sink.Item{Doc: filter.NewDocument(x, nil)}) }); d != filter.Keep {
+		if d := in.pipeline.Process(ev, emit); d != filter.Keep {
 			in.Stats.drop(d, 1)
 			return
 		}
 		in.Stats.event(ev)
-		items = append(items, sink.Item{Doc: filter.NewDocument(ev, nil)})
+		items = append(items, sink.Item{Doc: docs.document(ev)})
 	}
 	res, err := filter.DecodeChunk(data, tag, in.Config.Filter.RecordKey, keep, func(m filter.Malformed) {
 		malformed = append(malformed, m)
