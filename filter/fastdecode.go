@@ -32,7 +32,7 @@ import (
 // (auditID, the document id, requestURI, uids, names, resourceVersion), and
 // what bodies need. Low-cardinality values (verbs, stages, user names,
 // resources, namespaces, user agents, group and source IP lists, user
-// extra and annotation maps) are interned: equal raw JSON yields the same
+// extra and annotation maps, failure statuses) are interned: equal raw JSON yields the same
 // string, slice or map, shared between events. Shared slices and maps are
 // read-only for every stage; TestInternedValuesNotMutated runs the whole
 // pipeline and checks they are unchanged.
@@ -61,6 +61,7 @@ type internTable struct {
 	lists   map[string][]string
 	smaps   map[string]map[string]string
 	extras  map[string]map[string]authnv1.ExtraValue
+	status  map[string]*metav1.Status
 	entries int
 	bytes   int
 }
@@ -71,6 +72,7 @@ func newInternTable() *internTable {
 		lists:  make(map[string][]string, 64),
 		smaps:  make(map[string]map[string]string, 64),
 		extras: make(map[string]map[string]authnv1.ExtraValue, 64),
+		status: make(map[string]*metav1.Status, 64),
 	}
 }
 
@@ -83,6 +85,7 @@ func (t *internTable) room(n int) {
 		clear(t.lists)
 		clear(t.smaps)
 		clear(t.extras)
+		clear(t.status)
 		t.entries, t.bytes = 0, 0
 	}
 	t.entries++
@@ -607,7 +610,8 @@ func (d *fastDecoder) unknown(dst **runtime.Unknown) bool { return d.unmarshal(d
 var statusOK = []byte(`{"metadata":{},"code":`)
 
 // status reads responseStatus: the common {"metadata":{},"code":N} into
-// the event's own Status, anything else with auditJSON.
+// the event's own Status, anything else with auditJSON, shared between
+// events with the same raw text (failures repeat: NotFound, Forbidden).
 func (d *fastDecoder) status() bool {
 	if d.peek() != '{' {
 		return false
@@ -628,7 +632,24 @@ func (d *fastDecoder) status() bool {
 			return true
 		}
 	}
-	return d.unmarshal(&d.ev.ResponseStatus)
+	raw, ok := d.skip()
+	if !ok {
+		return false
+	}
+	if v, hit := d.in.status[string(raw)]; hit {
+		d.ev.ResponseStatus = v
+		return true
+	}
+	var v *metav1.Status
+	if auditJSON.Unmarshal(raw, &v) != nil {
+		return false
+	}
+	if len(raw) <= internMaxRaw {
+		d.in.room(len(raw))
+		d.in.status[string(raw)] = v
+	}
+	d.ev.ResponseStatus = v
+	return true
 }
 
 func (d *fastDecoder) time(dst *metav1.MicroTime) bool {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kaudit/kaudit/test/auditgen"
@@ -190,11 +191,16 @@ type internSnapshot struct {
 	lists  map[string][]string
 	smaps  map[string]map[string]string
 	extras map[string]map[string]authnv1.ExtraValue
+	status map[string]metav1.Status
 }
 
 func snapshotIntern(t *internTable) internSnapshot {
 	s := internSnapshot{strs: map[string]string{}, lists: map[string][]string{},
-		smaps: map[string]map[string]string{}, extras: map[string]map[string]authnv1.ExtraValue{}}
+		smaps: map[string]map[string]string{}, extras: map[string]map[string]authnv1.ExtraValue{},
+		status: map[string]metav1.Status{}}
+	for k, v := range t.status {
+		s.status[k] = *v.DeepCopy()
+	}
 	for k, v := range t.strs {
 		s.strs[k] = strings.Clone(v)
 	}
@@ -222,7 +228,8 @@ func snapshotIntern(t *internTable) internSnapshot {
 // enrichment, critical workloads, detections with alert records) over
 // events whose slices and maps are shared through the intern table, and
 // checks that none of them changed: a stage that wrote into
-// ev.User.Groups, ev.SourceIPs, ev.Annotations or ev.User.Extra would
+// ev.User.Groups, ev.SourceIPs, ev.Annotations, ev.User.Extra or
+// ev.ResponseStatus would
 // change other events.
 func TestInternedValuesNotMutated(t *testing.T) {
 	d := &fastDecoder{in: newInternTable()}
@@ -232,7 +239,7 @@ func TestInternedValuesNotMutated(t *testing.T) {
 			evs = append(evs, ev)
 		}
 	}
-	if len(d.in.lists) == 0 || len(d.in.smaps) == 0 || len(d.in.extras) == 0 {
+	if len(d.in.lists) == 0 || len(d.in.smaps) == 0 || len(d.in.extras) == 0 || len(d.in.status) == 0 {
 		t.Fatal("nothing interned")
 	}
 	snap := snapshotIntern(d.in)
