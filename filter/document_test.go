@@ -2,7 +2,11 @@ package filter
 
 import (
 	"encoding/json"
+	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -85,6 +89,83 @@ func TestAppendStatusMatchesMarshal(t *testing.T) {
 		}
 		if got := appendStatus([]byte("x"), st); string(got) != "x"+string(want) {
 			t.Errorf("appendStatus(%+v) = %s, want %s", st, got[1:], want)
+		}
+	}
+}
+
+func TestAppendMicroTimeMatchesFormat(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	times := []time.Time{{}, time.Unix(0, 0), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2025, 6, 2, 16, 0, 0, 1500, time.FixedZone("x", 3600))}
+	for i := 0; i < 20000; i++ {
+		times = append(times, time.Unix(r.Int64N(1<<37)-1<<36, r.Int64N(1e9)).In(time.FixedZone("y", int(r.Int64N(86400))-43200)))
+	}
+	for _, tm := range times {
+		want := tm.UTC().AppendFormat([]byte("x"), metav1.RFC3339Micro)
+		if got := AppendMicroTime([]byte("x"), tm); string(got) != string(want) {
+			t.Fatalf("AppendMicroTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
+
+func TestAppendStringMatchesReference(t *testing.T) {
+	// The byte-at-a-time encoder AppendString had before its 8-byte fast
+	// path, as the reference.
+	ref := func(s string) string {
+		b := []byte{'"'}
+		for i := 0; i < len(s); {
+			c := s[i]
+			if c < utf8.RuneSelf {
+				switch {
+				case c == '"' || c == '\\':
+					b = append(b, '\\', c)
+				case c == '\n':
+					b = append(b, '\\', 'n')
+				case c == '\r':
+					b = append(b, '\\', 'r')
+				case c == '\t':
+					b = append(b, '\\', 't')
+				case c < 0x20:
+					b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				default:
+					b = append(b, c)
+				}
+				i++
+				continue
+			}
+			r, n := utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && n == 1:
+				b = append(b, `\ufffd`...)
+			case r == '\u2028' || r == '\u2029':
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			default:
+				b = append(b, s[i:i+n]...)
+			}
+			i += n
+		}
+		return string(append(b, '"'))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", "Z", " ", "~", "\x7f", "\"", "\\", "\n", "\x00", "\x1f", "é", "\u2028", "\xff", "\xe2\x80", "/", "<"}
+	for i := 0; i < 50000; i++ {
+		var sb strings.Builder
+		for n := r.IntN(40); n > 0; n-- {
+			sb.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		s := sb.String()
+		if got := string(AppendString(nil, s)); got != ref(s) {
+			t.Fatalf("AppendString(%q) = %s, want %s", s, got, ref(s))
+		}
+	}
+	for c := 0; c < 256; c++ { // each byte at each position of an 8-byte word
+		for pos := 0; pos < 8; pos++ {
+			s := []byte("abcdefghijklmnop")
+			s[pos+3] = byte(c)
+			if got := string(AppendString(nil, string(s))); got != ref(string(s)) {
+				t.Fatalf("AppendString(%q) = %s, want %s", s, got, ref(string(s)))
+			}
 		}
 	}
 }

@@ -14,6 +14,14 @@ func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight plain bytes at a time: printable ASCII other than '"' and
+		// '\\' is copied as it is.
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -56,6 +64,23 @@ func AppendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether the 8 bytes of s are all printable ASCII other
+// than '"' and '\\' (SWAR: a zero byte in w^c marks a byte equal to c, a
+// borrow out of w-0x20 a byte below 0x20).
+func plain8(s string) bool {
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	q := w ^ (lsb * '"')
+	bs := w ^ (lsb * '\\')
+	bad := (w - lsb*0x20) | (q - lsb) | (bs - lsb) | w
+	return bad&msb == 0
 }
 
 // AppendStrings appends a JSON array of strings.

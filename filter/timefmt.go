@@ -59,5 +59,35 @@ func digits(b []byte) (int, bool) {
 // AppendMicroTime appends t as the apiserver writes a MicroTime: UTC,
 // six fraction digits.
 func AppendMicroTime(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, metav1.RFC3339Micro)
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, metav1.RFC3339Micro)
+	}
+	// The same bytes as AppendFormat(RFC3339Micro) for four-digit years
+	// (TestAppendMicroTimeMatchesFormat), without parsing the layout.
+	hour, min, sec := t.Clock()
+	us := t.Nanosecond() / 1000
+	var d [27]byte
+	put := func(i, v, n int) {
+		for j := i + n - 1; j >= i; j-- {
+			d[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	d[4] = '-'
+	put(5, int(month), 2)
+	d[7] = '-'
+	put(8, day, 2)
+	d[10] = 'T'
+	put(11, hour, 2)
+	d[13] = ':'
+	put(14, min, 2)
+	d[16] = ':'
+	put(17, sec, 2)
+	d[19] = '.'
+	put(20, us, 6)
+	d[26] = 'Z'
+	return append(b, d[:]...)
 }

@@ -3,6 +3,8 @@ package plugin
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -69,6 +71,7 @@ func benchFlush(b *testing.B, profile string, props map[string]string) {
 	events := float64(n) * float64(b.N)
 	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(d.bytes)/events, "wire-B/event")
+	b.ReportMetric(float64(testing.AllocsPerRun(3, func() { in.Flush(chunk, "kube.audit") }))/n, "allocs/event")
 }
 
 var benchPolicy = map[string]string{
@@ -81,6 +84,21 @@ var benchPolicy = map[string]string{
 func BenchmarkFlushMetadata(b *testing.B) { benchFlush(b, "metadata", benchPolicy) }
 func BenchmarkFlushLarge(b *testing.B)    { benchFlush(b, "large", benchPolicy) }
 func BenchmarkFlushMix(b *testing.B)      { benchFlush(b, "mix", benchPolicy) }
+
+// BenchmarkFlushMetadataNoDetect is the path the target names:
+// decode, policy, critical-workload selectors, enrichment and encoding,
+// with detections turned off (a detections_file without rules).
+func BenchmarkFlushMetadataNoDetect(b *testing.B) {
+	f := filepath.Join(b.TempDir(), "detections.yaml")
+	if err := os.WriteFile(f, []byte("rules: []\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	props := map[string]string{"detections_file": f}
+	for k, v := range benchPolicy {
+		props[k] = v
+	}
+	benchFlush(b, "metadata", props)
+}
 
 // BenchmarkFlushMetadataNoPolicy is the path without policy_file and
 // critical selectors (enrichment and the built-in detections only).
