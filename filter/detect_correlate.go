@@ -43,7 +43,7 @@ func makeDetAuditRef(id string) detAuditRef {
 		for i := 0; i < 36; i++ {
 			if id[i] != '-' {
 				if n == 32 {
-					return detAuditRef{s: id}
+					return detAuditRef{s: strings.Clone(id)}
 				}
 				hexb[n] = id[i]
 				n++
@@ -56,7 +56,9 @@ func makeDetAuditRef(id string) detAuditRef {
 			}
 		}
 	}
-	return detAuditRef{s: id}
+	// A copy: the decoder's id shares its bytes with the event's other
+	// high-cardinality strings, which correlation state must not keep.
+	return detAuditRef{s: strings.Clone(id)}
 }
 
 func (r detAuditRef) String() string {

@@ -45,6 +45,25 @@ type eventAlloc struct {
 	status metav1.Status
 }
 
+// eventSlab is how many eventAllocs are allocated at once. Each is handed
+// out once and never reused, so sharing an allocation is only a matter of
+// memory: a pointer into one event kept past its flush keeps its slab
+// alive. Nothing keeps one (the sinks drop their items when Deliver
+// returns; correlation state and alert records hold copies of strings,
+// never *Event, ObjectRef or ResponseStatus pointers), and a slab is ~24 KB.
+const eventSlab = 16
+
+// nextEventAlloc returns the slab's next eventAlloc, zero; it is handed
+// out only by taken.
+func (d *fastDecoder) nextEventAlloc() *eventAlloc {
+	if len(d.slab) == 0 {
+		d.slab = make([]eventAlloc, eventSlab)
+	}
+	return &d.slab[0]
+}
+
+func (d *fastDecoder) taken() { d.slab = d.slab[1:] }
+
 // Interning bounds: a value longer than this is not interned; a table
 // holding more entries or key bytes than this is cleared.
 const (
@@ -139,6 +158,8 @@ type fastDecoder struct {
 	ev  *Event
 	tmp []byte // unescaped strings
 	uq  [uCount]uniqueRef
+	// slab holds the eventAllocs not handed out yet.
+	slab []eventAlloc
 	// seen bits of top-level, user and objectRef keys, for duplicates.
 	seen uint64
 }
@@ -183,17 +204,19 @@ const (
 func (d *fastDecoder) decode(data []byte, tag string, ts time.Time) (*Event, bool) {
 	d.b, d.i, d.seen, d.tmp = data, 0, 0, d.tmp[:0]
 	d.uq = [uCount]uniqueRef{}
-	d.ea = new(eventAlloc)
+	d.ea = d.nextEventAlloc()
 	d.ev = &d.ea.ev
 	ok := d.object(d.topField) && d.end()
+	if ok {
+		d.assembleUnique()
+		ok = d.ev.Kind != "EventList" && checkEvent(&d.ev.Event) == nil
+	}
 	if !ok {
+		*d.ea = eventAlloc{} // not handed out: zero again for the next record
 		return nil, false
 	}
+	d.taken()
 	ev := d.ev
-	d.assembleUnique()
-	if ev.Kind == "EventList" || checkEvent(&ev.Event) != nil {
-		return nil, false
-	}
 	ev.Tag, ev.RecordTime = tag, ts
 	return ev, true
 }
