@@ -88,6 +88,10 @@ type Summary struct {
 type Rusage struct {
 	UserS, SysS float64
 	MaxRSSKB    int64
+	// HWMKB is VmHWM from /proc/self/status: the host's own peak RSS
+	// (MaxRSSKB includes that of the process that started it, on Linux);
+	// -1 where there is no /proc.
+	HWMKB int64
 }
 
 // Output is the parsed stdout of one host run.
@@ -280,7 +284,7 @@ func ParseOutput(stdout string) (Output, error) {
 				Chunks: r.int("chunks", 0), OKChunks: r.int("ok_chunks", 0),
 				Skipped: r.int("skipped", 0), InitFailed: r.bool("init_failed")}
 		case "rusage":
-			o.Rusage = &Rusage{UserS: r.float("user_s"), SysS: r.float("sys_s"), MaxRSSKB: r.int64("maxrss_kb", 0)}
+			o.Rusage = &Rusage{UserS: r.float("user_s"), SysS: r.float("sys_s"), MaxRSSKB: r.int64("maxrss_kb", 0), HWMKB: r.int64("hwm_kb", -1)}
 		}
 		if r.err != nil {
 			return o, r.err
