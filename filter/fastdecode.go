@@ -392,6 +392,12 @@ func (d *fastDecoder) str() (s []byte, esc bool, ok bool) {
 	start := d.i + 1
 	i := start
 	for i < len(b) {
+		for i+8 <= len(b) && plain8b(b[i:i+8]) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		if c == '"' {
 			d.i = i + 1

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"encoding/binary"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -77,6 +78,15 @@ const (
 func plain8(s string) bool {
 	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	q := w ^ (lsb * '"')
+	bs := w ^ (lsb * '\\')
+	bad := (w - lsb*0x20) | (q - lsb) | (bs - lsb) | w
+	return bad&msb == 0
+}
+
+// plain8b is plain8 for bytes.
+func plain8b(b []byte) bool {
+	w := binary.LittleEndian.Uint64(b)
 	q := w ^ (lsb * '"')
 	bs := w ^ (lsb * '\\')
 	bad := (w - lsb*0x20) | (q - lsb) | (bs - lsb) | w
