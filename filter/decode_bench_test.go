@@ -71,3 +71,4 @@ func benchDecode(b *testing.B, profile string) {
 func BenchmarkDecodeSample(b *testing.B)   { benchDecode(b, "sample") }
 func BenchmarkDecodeMetadata(b *testing.B) { benchDecode(b, "metadata") }
 func BenchmarkDecodeLarge(b *testing.B)    { benchDecode(b, "large") }
+func BenchmarkDecodeMix(b *testing.B)      { benchDecode(b, "mix") }
