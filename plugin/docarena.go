@@ -1,10 +1,6 @@
 package plugin
 
-import (
-	"bytes"
-
-	"github.com/kaudit/kaudit/filter"
-)
+import "github.com/kaudit/kaudit/filter"
 
 // docArena encodes the documents of one flush into a few large buffers
 // instead of one growing slice per document. Each body is a slice of a
@@ -27,18 +23,9 @@ func newDocArena(chunkBytes int) *docArena {
 	return &docArena{block: block}
 }
 
-// newBlock returns an empty slice with capacity for at least n bytes,
-// without clearing them first (bytes.Buffer.Grow allocates without
-// zeroing, make does not): only bytes already appended are ever read.
-func newBlock(n int) []byte {
-	var b bytes.Buffer
-	b.Grow(n)
-	return b.AvailableBuffer()
-}
-
 func (a *docArena) document(ev *filter.Event) filter.Document {
 	if cap(a.b)-len(a.b) < docArenaMinFree {
-		a.b = newBlock(a.block)
+		a.b = make([]byte, 0, a.block)
 		a.block = max(a.block/4, 64<<10)
 	}
 	free := a.b[len(a.b):]
