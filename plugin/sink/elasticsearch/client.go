@@ -3,8 +3,6 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -135,47 +133,14 @@ func newAuthorizer(c *Config) authorizer {
 	return noAuth{}
 }
 
-// keyError is a setting found invalid while building the client.
-type keyError struct{ key, value, allowed string }
-
-func (e *keyError) Error() string { return e.key + ": " + e.allowed }
-
-// newTLSConfig builds the client TLS settings from the tls_* keys.
-func newTLSConfig(c *Config) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName, InsecureSkipVerify: !c.TLSVerify}
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		if err != nil {
-			return nil, &keyError{"tls_ca_file", c.TLSCAFile, fmt.Sprintf("a readable PEM file (%v)", unwrapPath(err))}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &keyError{"tls_ca_file", c.TLSCAFile, "a PEM file with at least one CA certificate"}
-		}
-		tc.RootCAs = pool
-	}
-	if c.TLSCrtFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCrtFile, c.TLSKeyFile)
-		if err != nil {
-			return nil, &keyError{"tls_crt_file", c.TLSCrtFile, fmt.Sprintf("a PEM certificate matching tls_key_file (%v)", err)}
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-func newClient(c *Config) (*client, error) {
-	tc, err := newTLSConfig(c)
-	if err != nil {
-		return nil, err
-	}
+func newClient(c *Config) *client {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
 			Timeout:   min(c.Timeout, 10*time.Second),
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		TLSClientConfig:       tc,
+		TLSClientConfig:       c.TLS,
 		TLSHandshakeTimeout:   min(c.Timeout, 10*time.Second),
 		MaxIdleConns:          64,
 		MaxIdleConnsPerHost:   16,
@@ -192,7 +157,7 @@ func newClient(c *Config) (*client, error) {
 		http:    &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		timeout: c.Timeout,
 		auth:    newAuthorizer(c),
-	}, nil
+	}
 }
 
 // request is one call.

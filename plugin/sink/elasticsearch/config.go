@@ -1,6 +1,7 @@
 package elasticsearch
 
 import (
+	"crypto/tls"
 	"net/url"
 	"strings"
 	"time"
@@ -24,15 +25,12 @@ type Config struct {
 	BulkMaxBytes int
 	Gzip         bool
 
-	User          string
-	Password      string // secret
-	APIKey        string // secret
-	BearerFile    string
-	TLSVerify     bool
-	TLSCAFile     string
-	TLSCrtFile    string
-	TLSKeyFile    string
-	TLSServerName string
+	User       string
+	Password   string // secret
+	APIKey     string // secret
+	BearerFile string
+	// TLS is the client TLS configuration (tls_* keys, config.ClientTLS).
+	TLS *tls.Config
 
 	Timeout      time.Duration
 	RetryMaxWait time.Duration
@@ -145,25 +143,9 @@ func ParseConfig(p *config.Props) (*Config, error) {
 			Allowed: "one authentication method: http_user/http_passwd, api_key or bearer_token_file"}
 	}
 
-	if c.TLSVerify, err = p.Bool("tls_verify", true); err != nil {
+	if c.TLS, err = p.ClientTLS(); err != nil {
 		return nil, err
 	}
-	for _, k := range []struct {
-		key string
-		dst *string
-	}{{"tls_ca_file", &c.TLSCAFile}, {"tls_crt_file", &c.TLSCrtFile}, {"tls_key_file", &c.TLSKeyFile}} {
-		if *k.dst, err = p.File(k.key); err != nil {
-			return nil, err
-		}
-	}
-	if (c.TLSCrtFile == "") != (c.TLSKeyFile == "") {
-		key := "tls_key_file"
-		if c.TLSCrtFile == "" {
-			key = "tls_crt_file"
-		}
-		return nil, p.Invalid(key, "set together with %s (a client certificate needs both)", map[string]string{"tls_key_file": "tls_crt_file", "tls_crt_file": "tls_key_file"}[key])
-	}
-	c.TLSServerName = p.Raw("tls_server_name")
 
 	if c.Timeout, err = p.Duration("timeout", DefaultTimeout); err != nil {
 		return nil, err

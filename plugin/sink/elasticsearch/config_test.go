@@ -30,7 +30,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, "kaudit-*.*.*", c.IndexPattern())
 	require.Equal(t, "kaudit", c.TemplateName)
 	require.True(t, c.IDKey)
-	require.True(t, c.TLSVerify)
+	require.False(t, c.TLS.InsecureSkipVerify)
 	require.True(t, c.InstallTemplate)
 	require.False(t, c.Gzip)
 	require.Equal(t, DefaultBulkMaxBytes, c.BulkMaxBytes)

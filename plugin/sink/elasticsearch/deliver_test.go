@@ -529,10 +529,8 @@ func TestTLSWithClientCert(t *testing.T) {
 	t.Run("bad CA file names the key", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "ca.pem")
 		os.WriteFile(bad, []byte("not pem"), 0o600)
-		cfg, err := ParseConfig(props("tls_ca_file", bad))
-		require.NoError(t, err)
-		_, err = NewWithConfig(cfg, sink.Env{Instance: "kaudit.0"})
-		require.ErrorContains(t, err, "tls_ca_file")
+		_, err := ParseConfig(props("tls_ca_file", bad))
+		require.ErrorContains(t, err, `invalid value for tls_ca_file: "`+bad+`": a PEM file holding at least one CA certificate`)
 	})
 }
 

@@ -12,7 +12,6 @@ package elasticsearch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,21 +73,14 @@ func New(p *config.Props, env sink.Env) (sink.Sink, error) {
 
 // NewWithConfig builds the sink from parsed settings (tests, benchmarks).
 func NewWithConfig(cfg *Config, env sink.Env) (*Sink, error) {
-	c, err := newClient(cfg)
-	if err != nil {
-		var ke *keyError
-		if errors.As(err, &ke) {
-			return nil, &config.Error{Instance: env.Instance, Key: ke.key, Value: ke.value, Allowed: ke.allowed}
-		}
-		return nil, fmt.Errorf("%s: %w", env.Instance, err)
-	}
+	c := newClient(cfg)
 	log := env.Log
 	if log == nil {
 		log = flblog.New(env.Instance, flblog.Warn)
 	}
 	s := &Sink{cfg: cfg, log: log, client: c, stop: make(chan struct{})}
 	s.info.Store(&ServerInfo{})
-	if !cfg.TLSVerify {
+	if cfg.TLS.InsecureSkipVerify {
 		log.Warnf("tls_verify is off: the server's certificate is not checked, so anyone on the path can read and alter the audit events")
 	}
 	where := "data stream " + cfg.DataStream
@@ -100,7 +92,7 @@ func NewWithConfig(cfg *Config, env sink.Env) (*Sink, error) {
 		cfg.Timeout, cfg.RetryMaxWait, c.auth.who())
 
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	err = s.setup(ctx)
+	err := s.setup(ctx)
 	cancel()
 	if err != nil {
 		s.log.Warnf("start-up: %v; delivery goes on, retrying in the background", err)

@@ -2,10 +2,8 @@ package loki
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -98,8 +96,12 @@ func parseConfig(p *config.Props) (*Config, error) {
 	if c.BearerTokenFile != "" && c.User != "" {
 		return nil, p.Invalid("bearer_token_file", "unset when http_user is set (basic auth or a bearer token, not both)")
 	}
-	if c.TLS, err = parseTLS(p, c.URL); err != nil {
+	tc, err := p.ClientTLS()
+	if err != nil {
 		return nil, err
+	}
+	if c.URL.Scheme == "https" {
+		c.TLS = tc
 	}
 	if c.Timeout, err = p.Duration("timeout", DefaultTimeout); err != nil {
 		return nil, err
@@ -145,56 +147,6 @@ func parseConfig(p *config.Props) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// parseTLS builds the client TLS settings; the keys are named like the
-// elasticsearch sink's.
-func parseTLS(p *config.Props, u *url.URL) (*tls.Config, error) {
-	verify, err := p.Bool("tls_verify", true)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := p.File("tls_ca_file")
-	if err != nil {
-		return nil, err
-	}
-	crt, err := p.File("tls_crt_file")
-	if err != nil {
-		return nil, err
-	}
-	key, err := p.File("tls_key_file")
-	if err != nil {
-		return nil, err
-	}
-	if (crt == "") != (key == "") {
-		if crt == "" {
-			return nil, p.Invalid("tls_crt_file", "a client certificate file (tls_key_file is set)")
-		}
-		return nil, p.Invalid("tls_key_file", "a client key file (tls_crt_file is set)")
-	}
-	if u.Scheme != "https" {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: !verify, ServerName: p.String("tls_server_name", "")}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, p.Invalid("tls_ca_file", "a readable PEM file (%v)", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, p.Invalid("tls_ca_file", "a PEM file holding at least one CA certificate")
-		}
-		tc.RootCAs = pool
-	}
-	if crt != "" {
-		pair, err := tls.LoadX509KeyPair(crt, key)
-		if err != nil {
-			return nil, p.Invalid("tls_crt_file", "a PEM certificate matching tls_key_file (%v)", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 // parseFields reads a list of event fields; allowNone lets "none" (or
