@@ -18,13 +18,17 @@ import (
 // policyStage re-evaluates each event against an audit.k8s.io/v1 Policy
 // with k8s.io/apiserver's own loader, validation and rule evaluator.
 type policyStage struct {
+	// eval is the apiserver's evaluator of the whole policy; it answers
+	// for requests no rule matches.
 	eval auditinternal.PolicyRuleEvaluator
 	// rules holds one evaluator per rule, each over a policy made of that
-	// rule alone with its level replaced by matchLevel: it answers "does
-	// rule i match" with the apiserver's matching code, which the real
-	// evaluator does not expose. Only used to find Meta.Policy.Rule.
+	// rule alone (with the policy's omitStages and omitManagedFields) and
+	// its level replaced by matchLevel: it answers "does rule i match"
+	// with the apiserver's matching code, which the real evaluator does
+	// not expose, and returns the config the real evaluator returns when
+	// rule i is the first to match, but for the level.
 	rules []auditinternal.PolicyRuleEvaluator
-	// levels[i] is rule i's level, to check the index against the level.
+	// levels[i] is rule i's level.
 	levels []audit.Level
 }
 
@@ -66,7 +70,8 @@ func compilePolicy(data []byte) (*policyStage, error) {
 		r := *pol.Rules[i].DeepCopy()
 		st.levels[i] = r.Level
 		r.Level = matchLevel
-		st.rules[i] = policy.NewPolicyRuleEvaluator(&audit.Policy{Rules: []audit.PolicyRule{r}})
+		st.rules[i] = policy.NewPolicyRuleEvaluator(&audit.Policy{Rules: []audit.PolicyRule{r},
+			OmitStages: pol.OmitStages, OmitManagedFields: pol.OmitManagedFields})
 	}
 	// NewPolicyRuleEvaluator folds the policy's omitStages into each rule.
 	st.eval = policy.NewPolicyRuleEvaluator(pol)
@@ -123,23 +128,28 @@ func fillAttributes(a *authorizer.AttributesRecord, ev *auditv1.Event) {
 }
 
 // evaluate returns the apiserver's audit config for ev and the index of
-// the rule that produced it (-1 when no rule matches).
+// the rule that produced it (-1 when no rule matches). The first rule
+// whose single-rule evaluator matches is the rule the apiserver's
+// evaluator would apply, and that evaluator's config is the apiserver's
+// (TestPolicySinglePassMatchesEvaluator), so the whole policy is
+// evaluated only when no rule matches.
 func (p *policyStage) evaluate(ev *auditv1.Event) (auditinternal.RequestAuditConfig, int) {
 	a := attrsPool.Get().(*authorizer.AttributesRecord)
 	fillAttributes(a, ev)
-	cfg := p.eval.EvaluatePolicyRule(a)
+	var cfg auditinternal.RequestAuditConfig
 	idx := -1
 	for i, r := range p.rules {
-		if r.EvaluatePolicyRule(a).Level == matchLevel {
-			idx = i
+		if c := r.EvaluatePolicyRule(a); c.Level == matchLevel {
+			cfg, idx = c, i
+			cfg.Level = p.levels[i]
 			break
 		}
 	}
+	if idx < 0 {
+		cfg = p.eval.EvaluatePolicyRule(a)
+	}
 	*a = authorizer.AttributesRecord{}
 	attrsPool.Put(a)
-	if idx >= 0 && p.levels[idx] != cfg.Level {
-		idx = -1 // cannot happen: both use the apiserver's ruleMatches
-	}
 	return cfg, idx
 }
 

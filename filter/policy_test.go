@@ -8,8 +8,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apiserver/pkg/apis/audit"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"k8s.io/apiserver/pkg/audit/policy"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/kaudit/kaudit/test/auditgen"
 )
 
 const (
@@ -318,5 +322,53 @@ func TestStripManagedFields(t *testing.T) {
 			out, _ := stripManagedFields([]byte(c.in))
 			assert.Equal(t, c.out, string(out))
 		})
+	}
+}
+
+// TestPolicySinglePassMatchesEvaluator: the config evaluate derives from
+// the first matching single-rule evaluator is the apiserver evaluator's
+// (level, omitted stages, omitManagedFields), and the rule index is the
+// first rule that matches, on every test policy and generated event.
+func TestPolicySinglePassMatchesEvaluator(t *testing.T) {
+	files, _ := filepath.Glob("testdata/policies/*.yaml")
+	files = append(files, "../conf/audit-policy.yaml", "testdata/fuzz-policy.yaml")
+	var evs []auditv1.Event
+	for _, p := range []string{auditgen.ProfileMix, auditgen.ProfileMetadata} {
+		for _, l := range auditgen.Generate(auditgen.Options{Seed: 11, Events: 3000, Profile: p}) {
+			require.NoError(t, DecodeAudit(l, func(a *auditv1.Event) { evs = append(evs, *a) }))
+		}
+	}
+	stageSet := func(ss []audit.Stage) map[audit.Stage]bool {
+		m := map[audit.Stage]bool{}
+		for _, s := range ss {
+			m[s] = true
+		}
+		return m
+	}
+	for _, f := range files {
+		st := mustPolicy(t, f)
+		matched := map[int]bool{}
+		for i := range evs {
+			got, idx := st.evaluate(&evs[i])
+			var a authorizer.AttributesRecord
+			fillAttributes(&a, &evs[i])
+			want := st.eval.EvaluatePolicyRule(&a)
+			require.Equal(t, want.Level, got.Level, "%s: event %d", f, i)
+			require.Equal(t, stageSet(want.OmitStages), stageSet(got.OmitStages), "%s: event %d", f, i)
+			require.Equal(t, want.OmitManagedFields, got.OmitManagedFields, "%s: event %d", f, i)
+			first := -1
+			for j, r := range st.rules {
+				if r.EvaluatePolicyRule(&a).Level == matchLevel {
+					first = j
+					break
+				}
+			}
+			require.Equal(t, first, idx, "%s: event %d", f, i)
+			if idx >= 0 {
+				require.Equal(t, st.levels[idx], got.Level)
+			}
+			matched[idx] = true
+		}
+		require.Greater(t, len(matched), 2, "%s: the events reach only rules %v", f, matched)
 	}
 }
