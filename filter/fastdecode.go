@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bytes"
+	"hash/maphash"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,8 +33,9 @@ import (
 // (auditID, the document id, requestURI, uids, names, resourceVersion), and
 // what bodies need. Low-cardinality values (verbs, stages, user names,
 // resources, namespaces, user agents, group and source IP lists, user
-// extra and annotation maps, failure statuses) are interned: equal raw JSON yields the same
-// string, slice or map, shared between events. Shared slices and maps are
+// extra and annotation maps, failure statuses) are interned: equal raw JSON
+// yields the same string, slice or map, shared between events (lists, maps
+// and statuses from their second occurrence on). Shared slices and maps are
 // read-only for every stage; TestInternedValuesNotMutated runs the whole
 // pipeline and checks they are unchanged.
 
@@ -69,8 +71,13 @@ func (d *fastDecoder) taken() { d.slab = d.slab[1:] }
 const (
 	internMaxStr     = 256
 	internMaxRaw     = 2048
-	internMaxEntries = 8192
-	internMaxBytes   = 2 << 20
+	internMaxEntries = 4096
+	internMaxBytes   = 1 << 20
+	// internDoorkeeper slots remember hashes of lists, maps and statuses
+	// seen once: only a value seen twice is interned, so the many unique
+	// annotation maps (latency annotations) and extras (credential ids)
+	// do not fill the table and push out the values that do repeat.
+	internDoorkeeper = 4096
 )
 
 // internTable maps the raw JSON text of a value (string contents without
@@ -83,6 +90,24 @@ type internTable struct {
 	status  map[string]*metav1.Status
 	entries int
 	bytes   int
+
+	seed maphash.Seed
+	seen [internDoorkeeper]uint64
+}
+
+// admit reports whether a composite value with this raw text was seen
+// before (and so is worth interning), remembering it otherwise.
+func (t *internTable) admit(raw []byte) bool {
+	if len(raw) > internMaxRaw {
+		return false
+	}
+	h := maphash.Bytes(t.seed, raw) | 1 // never 0, the empty slot
+	slot := &t.seen[h%internDoorkeeper]
+	if *slot == h {
+		return true
+	}
+	*slot = h
+	return false
 }
 
 func newInternTable() *internTable {
@@ -92,6 +117,7 @@ func newInternTable() *internTable {
 		smaps:  make(map[string]map[string]string, 64),
 		extras: make(map[string]map[string]authnv1.ExtraValue, 64),
 		status: make(map[string]*metav1.Status, 64),
+		seed:   maphash.MakeSeed(),
 	}
 }
 
@@ -673,7 +699,7 @@ func (d *fastDecoder) status() bool {
 	if auditJSON.Unmarshal(raw, &v) != nil {
 		return false
 	}
-	if len(raw) <= internMaxRaw {
+	if d.in.admit(raw) {
 		d.in.room(len(raw))
 		d.in.status[string(raw)] = v
 	}
@@ -716,7 +742,7 @@ func (d *fastDecoder) internList(dst *[]string) bool {
 		return false
 	}
 	v = v[:len(v):len(v)] // an append never writes into the shared array
-	if len(raw) <= internMaxRaw {
+	if d.in.admit(raw) {
 		d.in.room(len(raw))
 		d.in.lists[string(raw)] = v
 	}
@@ -742,7 +768,7 @@ func (d *fastDecoder) internMap(dst *map[string]string) bool {
 	if auditJSON.Unmarshal(raw, &v) != nil {
 		return false
 	}
-	if len(raw) <= internMaxRaw {
+	if d.in.admit(raw) {
 		d.in.room(len(raw))
 		d.in.smaps[string(raw)] = v
 	}
@@ -771,7 +797,7 @@ func (d *fastDecoder) internExtra(dst *map[string]authnv1.ExtraValue) bool {
 	for k, x := range v {
 		v[k] = x[:len(x):len(x)]
 	}
-	if len(raw) <= internMaxRaw {
+	if d.in.admit(raw) {
 		d.in.room(len(raw))
 		d.in.extras[string(raw)] = v
 	}

@@ -299,3 +299,28 @@ func readFuzzFile(t testing.TB, name string) [][]byte {
 	}
 	return out
 }
+
+// TestInternDoorkeeper: a list, map or status is interned the second time
+// its raw text is seen, never the first, so unique values do not fill the
+// table.
+func TestInternDoorkeeper(t *testing.T) {
+	d := &fastDecoder{in: newInternTable()}
+	line := func(ann string) []byte {
+		return []byte(`{"auditID":"a","stage":"ResponseComplete","verb":"get","annotations":{"k":"` + ann + `"}}`)
+	}
+	for i := 0; i < 100; i++ {
+		if _, ok := d.decode(line(strconv.Itoa(i)), "t", time.Time{}); !ok {
+			t.Fatal("declined")
+		}
+	}
+	if len(d.in.smaps) != 0 {
+		t.Fatalf("%d unique maps interned", len(d.in.smaps))
+	}
+	a, _ := d.decode(line("x"), "t", time.Time{})
+	b, _ := d.decode(line("x"), "t", time.Time{})
+	c, _ := d.decode(line("x"), "t", time.Time{})
+	if len(d.in.smaps) != 1 || reflect.ValueOf(b.Annotations).Pointer() != reflect.ValueOf(c.Annotations).Pointer() ||
+		reflect.ValueOf(a.Annotations).Pointer() == reflect.ValueOf(b.Annotations).Pointer() {
+		t.Fatalf("repeated map not interned on its second sight (%d maps)", len(d.in.smaps))
+	}
+}
