@@ -177,21 +177,26 @@ func TestBenchE2E(t *testing.T) {
 				es.SetHooks(esfake.Hooks{Bulk: benchESFakeOK})
 				pr := props(t, hosttest.KV{Key: "Output", Value: "elasticsearch"}, hosttest.KV{Key: "Hosts", Value: es.URL})
 				// Peak RSS must not grow with the log: a quarter of it
-				// first, then all of it.
-				if events >= 200_000 {
-					quarter := events / 4
-					qlog, _ := benchWriteLog(t, t.TempDir(), quarter)
-					f := benchReplay(t, p, "esfake (¼ log)", pr, qlog, quarter)
-					results = append(results, f)
-					full := benchReplay(t, p, s, pr, log, events)
-					results = append(results, full)
-					t.Logf("peak RSS %.1f MiB for %d events, %.1f MiB for %d", float64(f.MaxRSSKB)/1024, quarter,
-						float64(full.MaxRSSKB)/1024, events)
-				} else {
-					results = append(results, benchReplay(t, p, s, pr, log, events))
+				// first, then all of it; with two workers and with one
+				// flush at a time (Fluent Bit without Workers).
+				for _, w := range []int{2, 0} {
+					name := s
+					if w == 0 {
+						name += " (-w 0)"
+					}
+					if events >= 200_000 {
+						quarter := events / 4
+						qlog, _ := benchWriteLog(t, t.TempDir(), quarter)
+						f := benchReplayW(t, p, name+" (¼ log)", pr, qlog, quarter, w)
+						results = append(results, f)
+						full := benchReplayW(t, p, name, pr, log, events, w)
+						results = append(results, full)
+						t.Logf("-w %d: peak RSS %.1f MiB for %d events, %.1f MiB for %d", w, float64(f.MaxRSSKB)/1024, quarter,
+							float64(full.MaxRSSKB)/1024, events)
+					} else {
+						results = append(results, benchReplayW(t, p, name, pr, log, events, w))
+					}
 				}
-				// One flush at a time (Fluent Bit without Workers).
-				results = append(results, benchReplayW(t, p, "esfake (-w 0)", pr, log, events, 0))
 			case "opensearch":
 				node := servers.SharedOpenSearch(t)
 				pr := props(t, hosttest.KV{Key: "Output", Value: "elasticsearch"}, hosttest.KV{Key: "Hosts", Value: node.URL},
