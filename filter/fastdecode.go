@@ -51,8 +51,9 @@ type eventAlloc struct {
 // out once and never reused, so sharing an allocation is only a matter of
 // memory: a pointer into one event kept past its flush keeps its slab
 // alive. Nothing keeps one (the sinks drop their items when Deliver
-// returns; correlation state and alert records hold copies of strings,
-// never *Event, ObjectRef or ResponseStatus pointers), and a slab is ~24 KB.
+// returns; correlation state and alert records hold strings, which are
+// separate allocations, never *Event, ObjectRef or ResponseStatus
+// pointers), and a slab is ~20 KB.
 const eventSlab = 16
 
 // nextEventAlloc returns the slab's next eventAlloc, zero; it is handed
