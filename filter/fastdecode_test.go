@@ -324,3 +324,20 @@ func TestInternDoorkeeper(t *testing.T) {
 		t.Fatalf("repeated map not interned on its second sight (%d maps)", len(d.in.smaps))
 	}
 }
+
+// FuzzFastDecode: whatever the fast decoder accepts, the reflective
+// decoder accepts too, with a deep-equal event and the same document.
+func FuzzFastDecode(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	for _, s := range []string{`{"auditID":"a","stage":"x","verb":"get","requestURI":"/a\u0026b\"c"}`,
+		`{"auditID":"a","stage":"x","verb":"get","annotations":{"a":"b","a":"c"},"user":{"groups":[]}}`,
+		`{"auditID":"a","stage":"x","verb":"get","responseStatus":{"metadata":{},"code":200}}`} {
+		f.Add([]byte(s))
+	}
+	d := &fastDecoder{in: newInternTable()}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkFastMatches(t, d, data)
+	})
+}
