@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/kaudit/kaudit/filter"
 )
 
 // opState is where one bulk operation stands.
@@ -50,10 +52,10 @@ func docID(id string) string {
 // appendAction appends `{"create":{"_index":"…","_id":"…"}}\n`.
 func appendAction(b []byte, index, id string) []byte {
 	b = append(b, `{"create":{"_index":`...)
-	b = appendJSONString(b, index)
+	b = filter.AppendString(b, index)
 	if id != "" {
 		b = append(b, `,"_id":`...)
-		b = appendJSONString(b, id)
+		b = filter.AppendString(b, id)
 	}
 	return append(b, "}}\n"...)
 }
@@ -133,56 +135,12 @@ func putGzBuf(b *bytes.Buffer) {
 	}
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string (invalid UTF-8 replaced).
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-// jsonStringLen is len(appendJSONString(nil, s)) - 2 without allocating
+// jsonStringLen is len(filter.AppendString(nil, s)) - 2 without allocating
 // for the common case of nothing to escape.
 func jsonStringLen(s string) int {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			return len(appendJSONString(nil, s)) - 2
+			return len(filter.AppendString(nil, s)) - 2
 		}
 	}
 	return len(s)
