@@ -23,7 +23,11 @@ type Config struct {
 	IDKey      bool
 
 	BulkMaxBytes int
-	Gzip         bool
+	// MaxInFlight bounds the bulk requests of this instance in flight at
+	// once, across concurrent flushes and the requests one flush is split
+	// into.
+	MaxInFlight int
+	Gzip        bool
 
 	User       string
 	Password   string // secret
@@ -49,7 +53,7 @@ type Config struct {
 // Keys are the sink's keys, as docs/elasticsearch.md lists them (a test
 // keeps the two in step).
 var Keys = []string{
-	"hosts", "path_prefix", "index", "data_stream", "id_key", "bulk_max_bytes", "compress",
+	"hosts", "path_prefix", "index", "data_stream", "id_key", "bulk_max_bytes", "max_in_flight", "compress",
 	"http_user", "http_passwd", "api_key", "bearer_token_file",
 	"tls_verify", "tls_ca_file", "tls_crt_file", "tls_key_file", "tls_server_name",
 	"timeout", "retry_max_wait", "dead_letter_index", "body_mapping",
@@ -58,6 +62,7 @@ var Keys = []string{
 
 // Key defaults.
 const (
+	DefaultMaxInFlight  = 2
 	DefaultHost         = "http://127.0.0.1:9200"
 	DefaultIndex        = "kaudit-%Y.%m.%d"
 	DefaultBulkMaxBytes = 5 << 20
@@ -113,6 +118,9 @@ func ParseConfig(p *config.Props) (*Config, error) {
 		return nil, p.Invalid("bulk_max_bytes", "at most 1G (Elasticsearch's http.max_content_length is 100M by default)")
 	}
 	c.BulkMaxBytes = int(size)
+	if c.MaxInFlight, err = p.Int("max_in_flight", DefaultMaxInFlight, 1, 64); err != nil {
+		return nil, err
+	}
 	comp, err := p.Enum("compress", "none", "none", "gzip", "off")
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kaudit/kaudit/filter"
@@ -199,21 +200,50 @@ func (s *Sink) run(ctx context.Context, ops []*bulkOp) error {
 	}
 }
 
-// sendAll sends pending ops in requests of at most bulk_max_bytes. A
-// whole-request failure stops the round: the ops not yet answered stay
-// pending with its reason.
+// sendAll sends pending ops in requests of at most bulk_max_bytes, up to
+// max_in_flight of this instance's requests at once (shared with
+// concurrent flushes), so one request is encoded while another is in
+// flight. Each op belongs to one request only. A whole-request failure
+// leaves that request's ops pending with its reason; the first such error
+// is returned once every request has finished.
 func (s *Sink) sendAll(ctx context.Context, ops []*bulkOp) error {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
 	for len(ops) > 0 {
 		n := nextBatch(ops, s.cfg.BulkMaxBytes)
-		if err := s.sendBatch(ctx, ops[:n]); err != nil {
-			for _, op := range ops[n:] {
-				op.reason = "not sent: " + err.Error()
+		batch := ops[:n]
+		select {
+		case s.inflight <- struct{}{}:
+		case <-ctx.Done():
+			for _, op := range ops {
+				op.reason = "not sent: " + ctx.Err().Error()
 			}
-			return err
+			fail(ctx.Err())
+			wg.Wait()
+			return firstErr
 		}
 		ops = ops[n:]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.inflight }()
+			if err := s.sendBatch(ctx, batch); err != nil {
+				fail(err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return firstErr
 }
 
 // sendBatch sends one bulk request; on 413 it sends the halves instead.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kaudit/kaudit/filter"
@@ -605,4 +606,38 @@ func TestSetupBeforeFirstDelivery(t *testing.T) {
 		paths = append(paths, r.Method+" "+r.Path)
 	}
 	require.Equal(t, []string{"GET /", "PUT /_index_template/kaudit", "POST /_bulk"}, paths)
+}
+
+// A chunk split into many bulk requests sends up to max_in_flight of
+// them at once — never more, also across concurrent flushes — and every
+// document arrives.
+func TestMaxInFlight(t *testing.T) {
+	for _, limit := range []int{1, 3} {
+		t.Run(fmt.Sprint("max_in_flight=", limit), func(t *testing.T) {
+			fake := esfake.Start(t, esfake.Options{})
+			var now, peak atomic.Int64
+			fake.SetHooks(esfake.Hooks{Delay: func(int) time.Duration {
+				n := now.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				time.Sleep(30 * time.Millisecond)
+				now.Add(-1)
+				return 0
+			}})
+			s, _ := newSink(t, "hosts", fake.URL, "bulk_max_bytes", "4K", "max_in_flight", fmt.Sprint(limit), "index", "inflight")
+			var wg sync.WaitGroup
+			for f := 0; f < 2; f++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					its := items(f*1000, 200) // ~40 requests of 4 KiB
+					assert.NoError(t, s.Deliver(context.Background(), its))
+					assert.Equal(t, map[sink.Outcome]int{sink.Delivered: 200}, outcomes(its))
+				}()
+			}
+			wg.Wait()
+			assert.Equal(t, 400, fake.Count("inflight"))
+			assert.EqualValues(t, limit, peak.Load(), "requests in flight at once")
+		})
+	}
 }

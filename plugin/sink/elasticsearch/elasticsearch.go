@@ -39,6 +39,10 @@ type Sink struct {
 	// setupUnreachable: the last setup attempt got no HTTP answer.
 	setupUnreachable atomic.Bool
 
+	// inflight holds a token for each bulk request in flight
+	// (max_in_flight).
+	inflight chan struct{}
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -78,7 +82,7 @@ func NewWithConfig(cfg *Config, env sink.Env) (*Sink, error) {
 	if log == nil {
 		log = flblog.New(env.Instance, flblog.Warn)
 	}
-	s := &Sink{cfg: cfg, log: log, client: c, stop: make(chan struct{})}
+	s := &Sink{cfg: cfg, log: log, client: c, stop: make(chan struct{}), inflight: make(chan struct{}, max(cfg.MaxInFlight, 1))}
 	s.info.Store(&ServerInfo{})
 	if cfg.TLS.InsecureSkipVerify {
 		log.Warnf("tls_verify is off: the server's certificate is not checked, so anyone on the path can read and alter the audit events")
