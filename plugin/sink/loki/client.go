@@ -226,7 +226,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (s *Sink) sendBatch(ctx context.Context, items []sink.Item, streams []stream, rs *retryState) (giveUp bool, reason string) {
 	for {
 		withMeta := s.withMeta()
-		r := s.post(ctx, streams, withMeta)
+		var r response
+		select {
+		case s.inflight <- struct{}{}:
+			r = s.post(ctx, streams, withMeta)
+			<-s.inflight
+		case <-ctx.Done():
+			r = response{err: ctx.Err()}
+		}
 		switch {
 		case r.err == nil && r.status/100 == 2:
 			mark(items, streams, sink.Delivered, "")

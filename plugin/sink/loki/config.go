@@ -19,6 +19,7 @@ const (
 	DefaultTimeout       = 10 * time.Second
 	DefaultRetryMaxWait  = 5 * time.Second
 	DefaultBatchMaxBytes = 1 << 20
+	DefaultMaxInFlight   = 2
 	// DefaultSentCacheEntries is about 4 MB of hashes.
 	DefaultSentCacheEntries = 100_000
 )
@@ -46,6 +47,10 @@ type Config struct {
 	Timeout       time.Duration
 	RetryMaxWait  time.Duration
 	BatchMaxBytes int
+	// MaxInFlight bounds the push requests of this instance in flight at
+	// once across concurrent flushes; the requests of one flush go one
+	// after another so each stream's entries arrive in order.
+	MaxInFlight int
 
 	// Format is "protobuf" (snappy) or "json".
 	Format string
@@ -120,6 +125,9 @@ func parseConfig(p *config.Props) (*Config, error) {
 		return nil, p.Invalid("batch_max_bytes", "a size from 1K to 1G")
 	}
 	c.BatchMaxBytes = int(size)
+	if c.MaxInFlight, err = p.Int("max_in_flight", DefaultMaxInFlight, 1, 64); err != nil {
+		return nil, err
+	}
 	if c.Format, err = p.Enum("format", "protobuf", "protobuf", "json"); err != nil {
 		return nil, err
 	}

@@ -34,6 +34,9 @@ type Sink struct {
 	metaOff  atomic.Bool
 	metaOnce sync.Once
 
+	// inflight holds a token per push request in flight (max_in_flight).
+	inflight chan struct{}
+
 	stats Stats
 }
 
@@ -82,7 +85,8 @@ func NewSink(p *config.Props, env sink.Env) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg, env: env, client: newHTTPClient(cfg), sent: newSentCache(cfg.SentCacheEntries)}
+	s := &Sink{cfg: cfg, env: env, client: newHTTPClient(cfg), sent: newSentCache(cfg.SentCacheEntries),
+		inflight: make(chan struct{}, max(cfg.MaxInFlight, 1))}
 	s.token.path = cfg.BearerTokenFile
 	if cfg.BearerTokenFile != "" {
 		if _, err := s.token.get(); err != nil {
