@@ -333,59 +333,19 @@ func TestESDeadLetter(t *testing.T) {
 // per-item 429s synthesised into the real response for items it did not
 // forward. While Refuse is set, its port refuses connections.
 type esFaultProxy struct {
+	*portSwitch
 	t      *testing.T
 	target string
-	addr   string
 	delay  time.Duration
 
-	mu     sync.Mutex
-	ln     net.Listener
-	srv    *http.Server
 	bulkN  atomic.Int64
 	counts sync.Map // fault → *atomic.Int64
 }
 
 func esStartFaultProxy(t *testing.T, target string, delay time.Duration) *esFaultProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &esFaultProxy{t: t, target: target, addr: ln.Addr().String(), delay: delay}
-	p.serve(ln)
-	t.Cleanup(func() { p.Refuse() })
+	p := &esFaultProxy{t: t, target: target, delay: delay}
+	p.portSwitch = newPortSwitch(t, http.HandlerFunc(p.handle))
 	return p
-}
-
-func (p *esFaultProxy) URL() string { return "http://" + p.addr }
-
-func (p *esFaultProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ln = ln
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.handle)}
-	go p.srv.Serve(ln)
-}
-
-// Refuse closes the port: connections are refused until Accept.
-func (p *esFaultProxy) Refuse() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.srv != nil {
-		p.srv.Close()
-		p.srv = nil
-	}
-}
-
-// Accept opens the port again.
-func (p *esFaultProxy) Accept() {
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	require.NoError(p.t, err)
-	p.serve(ln)
 }
 
 func (p *esFaultProxy) count(fault string) {
@@ -558,10 +518,10 @@ func TestESFaultProxyNothingLost(t *testing.T) {
 		hosttest.KV{Key: "Bulk_Max_Bytes", Value: "256K"})
 
 	// Refused at start-up and for the first flushes; the port opens later.
-	proxy.Refuse()
+	proxy.Off()
 	go func() {
 		time.Sleep(3 * time.Second)
-		proxy.Accept()
+		proxy.On()
 	}()
 	res := esRun(t, "-p", p.Plugin, "-r", "-1", "-d", "300", "-w", "2", "-i", props, "tail", "0", "kube.audit", log, "250")
 	require.Equal(t, res.Summary.Chunks, res.Summary.OKChunks, res.Dump())

@@ -59,9 +59,9 @@ const (
 // faultProxy is a loopback HTTP proxy that misbehaves on data requests
 // (POST /_bulk, POST /loki/api/v1/push) and can refuse connections.
 type faultProxy struct {
+	*portSwitch
 	t      *testing.T
 	target string
-	addr   string
 	delay  time.Duration
 
 	mode    atomic.Int32
@@ -71,29 +71,21 @@ type faultProxy struct {
 	first   chan struct{} // closed at the first data request
 	once    sync.Once
 	release chan struct{}
-
-	mu  sync.Mutex
-	srv *http.Server
 }
 
 func faultStartProxy(t *testing.T, target string) *faultProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &faultProxy{t: t, target: target, addr: ln.Addr().String(), delay: 2500 * time.Millisecond,
+	p := &faultProxy{t: t, target: target, delay: 2500 * time.Millisecond,
 		first: make(chan struct{}), release: make(chan struct{})}
-	p.serve(ln)
+	p.portSwitch = newPortSwitch(t, http.HandlerFunc(p.handle))
 	t.Cleanup(func() {
 		select {
 		case <-p.release:
 		default:
 			close(p.release)
 		}
-		p.refuse()
 	})
 	return p
 }
-
-func (p *faultProxy) URL() string { return "http://" + p.addr }
 
 // fault sets the mode for the next n data requests (n < 0: all).
 func (p *faultProxy) fault(m faultMode, n int64) {
@@ -102,35 +94,6 @@ func (p *faultProxy) fault(m faultMode, n int64) {
 		n = 1 << 62
 	}
 	p.budget.Store(n)
-}
-
-func (p *faultProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.handle)}
-	go p.srv.Serve(ln)
-}
-
-func (p *faultProxy) refuse() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.srv != nil {
-		p.srv.Close()
-		p.srv = nil
-	}
-}
-
-func (p *faultProxy) accept() {
-	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	require.NoError(p.t, err)
-	p.serve(ln)
 }
 
 func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request, body []byte) (int, []byte) {
@@ -327,8 +290,8 @@ func faultScenarios() []faultScenario {
 	return []faultScenario{
 		{"no faults", one(func(p *faultProxy) {})},
 		{"backend down, then back", one(func(p *faultProxy) {
-			p.refuse()
-			go func() { time.Sleep(3 * time.Second); p.accept() }()
+			p.Off()
+			go func() { time.Sleep(3 * time.Second); p.On() }()
 		})},
 		{"slow beyond timeout", one(func(p *faultProxy) { p.fault(faultSlow, 3) })},
 		{"429 storm", one(func(p *faultProxy) { p.fault(fault429, 25) })},

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -197,13 +196,11 @@ func TestLokiSampleLogIntoVictoriaLogs(t *testing.T) {
 // refuse connections (its listener closed), delay requests and answer
 // 429/503 instead of forwarding.
 type lokiFaultProxy struct {
-	addr   string
+	*portSwitch
 	target *url.URL
 	rp     *httputil.ReverseProxy
 
 	mu     sync.Mutex
-	ln     net.Listener
-	srv    *http.Server
 	script []lokiFault // consumed one per request
 
 	requests, forwarded, faulted atomic.Int64
@@ -217,45 +214,9 @@ type lokiFault struct {
 func lokiStartProxy(t *testing.T, target string) *lokiFaultProxy {
 	u, err := url.Parse(target)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &lokiFaultProxy{addr: ln.Addr().String(), target: u, rp: httputil.NewSingleHostReverseProxy(u)}
-	p.serve(ln)
-	t.Cleanup(p.down)
+	p := &lokiFaultProxy{target: u, rp: httputil.NewSingleHostReverseProxy(u)}
+	p.portSwitch = newPortSwitch(t, http.HandlerFunc(p.handle))
 	return p
-}
-
-func (p *lokiFaultProxy) URL() string { return "http://" + p.addr }
-
-func (p *lokiFaultProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ln = ln
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.handle)}
-	go p.srv.Serve(ln)
-}
-
-// down closes the listener: connections are refused until up.
-func (p *lokiFaultProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.srv != nil {
-		p.srv.Close()
-		p.srv = nil
-	}
-}
-
-func (p *lokiFaultProxy) up(t *testing.T) {
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	require.NoError(t, err)
-	p.serve(ln)
 }
 
 func (p *lokiFaultProxy) setScript(s ...lokiFault) {
@@ -311,10 +272,10 @@ func TestLokiFaultProxyLosesNothing(t *testing.T) {
 		}
 	}
 	proxy.setScript(script...)
-	proxy.down() // refused until the timer below
+	proxy.Off() // refused until the timer below
 	go func() {
 		time.Sleep(1500 * time.Millisecond)
-		proxy.up(t)
+		proxy.On()
 	}()
 
 	dir := t.TempDir()
