@@ -18,6 +18,7 @@ type enrichStage struct {
 	cluster string
 	node    string
 	slow    time.Duration
+	slowBy  map[string]time.Duration // per-verb thresholds
 	actions actionCache
 }
 
@@ -27,6 +28,7 @@ func newEnrichStage(o *Options) (Stage, error) {
 		cluster: o.Cluster,
 		node:    o.Node,
 		slow:    o.SlowThreshold,
+		slowBy:  o.SlowByVerb,
 		actions: actionCache{m: make(map[string]string, 256)},
 	}, nil
 }
@@ -67,8 +69,12 @@ func (s *enrichStage) Process(ev *Event) Drop {
 	}
 	m.Outcome, m.Reason = outcome(ev)
 	m.LatencyMS = latencyMS(ev)
-	m.Slow = s.slow > 0 && !longRunning(ev) &&
-		ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp.Time) > s.slow &&
+	slow := s.slow
+	if d, ok := s.slowBy[ev.Verb]; ok {
+		slow = d
+	}
+	m.Slow = slow > 0 && !longRunning(ev) &&
+		ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp.Time) > slow &&
 		!ev.RequestReceivedTimestamp.IsZero()
 	m.Cluster, m.Node = s.cluster, s.node
 	m.Source = Source{}

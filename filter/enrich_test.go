@@ -204,3 +204,23 @@ func TestEnrichEncoded(t *testing.T) {
 	testEnrich(t).Process(ev)
 	assert.Contains(t, string(AppendMeta(nil, &ev.Kaudit)), `"actor":{"type":"user","name":"alice","groups":["dba","system:authenticated"]}`)
 }
+
+// slow_request_threshold can name a threshold per verb: a list that
+// takes 1.5 s is normal when lists may take 5 s, a get is not.
+func TestEnrichSlowPerVerb(t *testing.T) {
+	st, err := newEnrichStage(&Options{SlowThreshold: time.Second, SlowByVerb: map[string]time.Duration{"list": 5 * time.Second, "get": 0}})
+	require.NoError(t, err)
+	ms := time.Millisecond
+	for _, c := range []struct {
+		ev   *Event
+		slow bool
+	}{
+		{mkEvent("list", "/api/v1/pods", withReceived(testT0, 1500*ms)), false},
+		{mkEvent("list", "/api/v1/pods", withReceived(testT0, 5001*ms)), true},
+		{mkEvent("delete", "/api/v1/namespaces/d/pods/p", withReceived(testT0, 1500*ms)), true},
+		{mkEvent("get", "/api/v1/namespaces/d/pods/p", withReceived(testT0, time.Hour)), false}, // 0: never slow
+	} {
+		st.Process(c.ev)
+		assert.Equal(t, c.slow, c.ev.Kaudit.Slow, "%s %v", c.ev.Verb, c.ev.Kaudit.LatencyMS)
+	}
+}

@@ -20,6 +20,8 @@ type Options struct {
 	Cluster         string
 	Node            string
 	SlowThreshold   time.Duration
+	// SlowByVerb overrides SlowThreshold for the verbs it names.
+	SlowByVerb map[string]time.Duration
 
 	OnlyCritical bool
 	AlertsOnly   bool

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ func Parse(p *Props) (*Config, error) {
 	host, _ := os.Hostname()
 	f.Cluster = p.String("cluster", "")
 	f.Node = p.String("node", host)
-	if f.SlowThreshold, err = p.Duration("slow_request_threshold", time.Second); err != nil {
+	if f.SlowThreshold, f.SlowByVerb, err = slowThresholds(p); err != nil {
 		return nil, err
 	}
 	if f.OnlyCritical, err = p.Bool("only_critical", false); err != nil {
@@ -136,4 +137,37 @@ func Shadowed(p *Props) []string {
 func IsSecretKey(k string) bool {
 	k = strings.ToLower(k)
 	return strings.Contains(k, "passwd") || strings.Contains(k, "password") || k == "api_key" || strings.Contains(k, "token")
+}
+
+// slowThresholds reads slow_request_threshold: one duration for every
+// verb ("1s"), or a default and per-verb durations ("1s,list=5s,
+// deletecollection=30s"; "*=1s" also names the default).
+func slowThresholds(p *Props) (time.Duration, map[string]time.Duration, error) {
+	const key = "slow_request_threshold"
+	def := time.Second
+	var byVerb map[string]time.Duration
+	for _, part := range p.List(key, nil) {
+		verb, val, named := strings.Cut(part, "=")
+		if !named {
+			verb, val = "*", part
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(val))
+		if err != nil {
+			// A plain number of seconds, as Fluent Bit's own time settings.
+			secs, ferr := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			d, err = time.Duration(secs*float64(time.Second)), ferr
+		}
+		if err != nil || d < 0 || strings.TrimSpace(verb) == "" {
+			return 0, nil, p.errorf(key, p.Raw(key), "a duration that is not negative (1s), or a default and VERB=DURATION pairs (1s,list=5s,deletecollection=30s)")
+		}
+		if verb = strings.ToLower(strings.TrimSpace(verb)); verb == "*" {
+			def = d
+			continue
+		}
+		if byVerb == nil {
+			byVerb = map[string]time.Duration{}
+		}
+		byVerb[verb] = d
+	}
+	return def, byVerb, nil
 }

@@ -38,7 +38,7 @@ func TestParseErrorsNameInstanceKeyValueAndAllowed(t *testing.T) {
 		want  string
 	}{
 		{map[string]string{"output": "kafka"}, `kaudit.3: invalid value for output: "kafka": allowed: stdout, elasticsearch, loki`},
-		{map[string]string{"slow_request_threshold": "-1s"}, `kaudit.3: invalid value for slow_request_threshold: "-1s": a duration that is not negative`},
+		{map[string]string{"slow_request_threshold": "-1s"}, `kaudit.3: invalid value for slow_request_threshold: "-1s": a duration that is not negative (1s), or a default and VERB=DURATION pairs (1s,list=5s,deletecollection=30s)`},
 		{map[string]string{"flush_timeout": "soon"}, `kaudit.3: invalid value for flush_timeout: "soon": a duration such as 500ms, 5s or 1m (or a number of seconds)`},
 		{map[string]string{"policy_file": filepath.Join(dir, "missing.yaml")}, `kaudit.3: invalid value for policy_file: "` + filepath.Join(dir, "missing.yaml") + `": a readable file (no such file or directory)`},
 		{map[string]string{"policy_file": dir}, `kaudit.3: invalid value for policy_file: "` + dir + `": a readable file, not a directory`},
@@ -81,4 +81,27 @@ func TestDirIsCreatedAndMustBeWritable(t *testing.T) {
 	st, err := os.Stat(dir)
 	require.NoError(t, err)
 	assert.True(t, st.IsDir())
+}
+
+func TestSlowRequestThresholdPerVerb(t *testing.T) {
+	for in, want := range map[string]struct {
+		def    time.Duration
+		byVerb map[string]time.Duration
+	}{
+		"":                                 {time.Second, nil},
+		"250ms":                            {250 * time.Millisecond, nil},
+		"2":                                {2 * time.Second, nil},
+		"1s, list=5s,DeleteCollection=30s": {time.Second, map[string]time.Duration{"list": 5 * time.Second, "deletecollection": 30 * time.Second}},
+		"list=5s":                          {time.Second, map[string]time.Duration{"list": 5 * time.Second}},
+		"*=500ms get=100ms":                {500 * time.Millisecond, map[string]time.Duration{"get": 100 * time.Millisecond}},
+	} {
+		c, err := Parse(MapProps("k", map[string]string{"slow_request_threshold": in}))
+		require.NoError(t, err, in)
+		assert.Equal(t, want.def, c.Filter.SlowThreshold, in)
+		assert.Equal(t, want.byVerb, c.Filter.SlowByVerb, in)
+	}
+	for _, bad := range []string{"list=", "=5s", "list=-1s", "soon", "list=5s,get=x"} {
+		_, err := Parse(MapProps("k", map[string]string{"slow_request_threshold": bad}))
+		assert.ErrorContains(t, err, "invalid value for slow_request_threshold", bad)
+	}
 }
