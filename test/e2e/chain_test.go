@@ -29,7 +29,6 @@ import (
 
 	"github.com/kaudit/kaudit/plugin/chain"
 	"github.com/kaudit/kaudit/test/auditgen"
-	"github.com/kaudit/kaudit/test/esfake"
 	"github.com/kaudit/kaudit/test/hosttest"
 	"github.com/kaudit/kaudit/test/lokifake"
 	"github.com/kaudit/kaudit/test/servers"
@@ -348,41 +347,16 @@ func (p *chainESProxy) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if bulk && !bytes.Contains(body, []byte(chain.Kind)) && p.partials.Add(-1) >= 0 {
-		ops, err := esfake.ParseBulk(body)
-		if err == nil && len(ops) > 1 {
-			var fwd bytes.Buffer
-			var kept []int
-			for i, op := range ops {
-				if i%2 == 1 {
-					continue
+		half, fwd, err := newBulkHalf(body)
+		if err == nil && len(half.ops) > 1 {
+			st, b, err := p.forward("POST", r.URL.RequestURI(), fwd, "application/x-ndjson")
+			if err == nil && st == 200 {
+				if out, _, err := half.answer(b); err == nil {
+					p.failed.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.Write(out)
+					return
 				}
-				kept = append(kept, i)
-				a, _ := json.Marshal(map[string]any{op.Action: map[string]any{"_index": op.Index, "_id": op.ID}})
-				fwd.Write(a)
-				fwd.WriteByte('\n')
-				fwd.Write(op.Source)
-				fwd.WriteByte('\n')
-			}
-			st, b, err := p.forward("POST", r.URL.RequestURI(), fwd.Bytes(), "application/x-ndjson")
-			var real struct {
-				Items []json.RawMessage `json:"items"`
-			}
-			if err == nil && st == 200 && json.Unmarshal(b, &real) == nil && len(real.Items) == len(kept) {
-				items := make([]json.RawMessage, len(ops))
-				for j, i := range kept {
-					items[i] = real.Items[j]
-				}
-				for i, op := range ops {
-					if items[i] == nil {
-						items[i], _ = json.Marshal(map[string]any{op.Action: map[string]any{"_index": op.Index, "_id": op.ID, "status": 429,
-							"error": map[string]any{"type": "es_rejected_execution_exception", "reason": "fault proxy"}}})
-					}
-				}
-				p.failed.Add(1)
-				out, _ := json.Marshal(map[string]any{"took": 1, "errors": true, "items": items})
-				w.Header().Set("Content-Type", "application/json")
-				w.Write(out)
-				return
 			}
 			w.WriteHeader(http.StatusBadGateway)
 			return

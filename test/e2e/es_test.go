@@ -456,47 +456,18 @@ func (p *esFaultProxy) handle(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *esFaultProxy) partial(w http.ResponseWriter, path string, body []byte) {
-	ops, err := esfake.ParseBulk(body)
+	half, fwd, err := newBulkHalf(body)
 	require.NoError(p.t, err)
-	var fwd bytes.Buffer
-	var kept []int
-	for i, op := range ops {
-		if i%2 == 1 {
-			continue
-		}
-		kept = append(kept, i)
-		a, _ := json.Marshal(map[string]any{op.Action: map[string]any{"_index": op.Index, "_id": op.ID}})
-		fwd.Write(a)
-		fwd.WriteByte('\n')
-		fwd.Write(op.Source)
-		fwd.WriteByte('\n')
-	}
-	st, _, b, err := p.forward("POST", path, fwd.Bytes())
+	st, _, b, err := p.forward("POST", path, fwd)
 	if err != nil || st != 200 {
 		w.WriteHeader(502)
 		return
 	}
-	var real struct {
-		Took   int               `json:"took"`
-		Errors bool              `json:"errors"`
-		Items  []json.RawMessage `json:"items"`
+	out, n, err := half.answer(b)
+	require.NoError(p.t, err)
+	for ; n > 0; n-- {
+		p.count("item429")
 	}
-	require.NoError(p.t, json.Unmarshal(b, &real))
-	require.Len(p.t, real.Items, len(kept))
-	items := make([]json.RawMessage, len(ops))
-	for j, i := range kept {
-		items[i] = real.Items[j]
-	}
-	for i, op := range ops {
-		if items[i] == nil {
-			p.count("item429")
-			items[i], _ = json.Marshal(map[string]any{op.Action: map[string]any{
-				"_index": op.Index, "_id": op.ID, "status": 429,
-				"error": map[string]any{"type": "es_rejected_execution_exception", "reason": "fault proxy: item not forwarded"},
-			}})
-		}
-	}
-	out, _ := json.Marshal(map[string]any{"took": real.Took, "errors": true, "items": items})
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 }
